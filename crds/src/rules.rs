@@ -1,0 +1,72 @@
+//! CEL rules the API server evaluates for a Show (`x-kubernetes-validations`).
+//!
+//! Each rule has a twin in [`crate::validate`] so that a manifest read from a file (the
+//! shard's `--show`) is held to the same standard; the e2e tests prove the server side.
+
+/// Every section's category names an entry of `spec.categories`.
+pub const SECTION_CATEGORIES_EXIST: &str = "!has(self.seating.sections) || \
+     self.seating.sections.all(s, self.categories.exists(c, c.name == s.category))";
+
+/// Every general-admission area's category names an entry of `spec.categories`.
+pub const GA_CATEGORIES_EXIST: &str = "!has(self.seating.generalAdmission) || \
+     self.seating.generalAdmission.all(g, self.categories.exists(c, c.name == g.category))";
+
+/// Sales close after they open.
+pub const SALES_WINDOW_ORDER: &str = "!has(self.opensAt) || !has(self.closesAt) || \
+     timestamp(self.closesAt) > timestamp(self.opensAt)";
+
+/// At least one section or general-admission area.
+pub const SEATING_NOT_EMPTY: &str = "(has(self.sections) ? size(self.sections) : 0) + \
+     (has(self.generalAdmission) ? size(self.generalAdmission) : 0) > 0";
+
+/// Sections and general-admission areas share one namespace of names.
+pub const SEATING_NAMES_DISJOINT: &str = "!has(self.sections) || !has(self.generalAdmission) || \
+     self.generalAdmission.all(g, !self.sections.exists(s, s.name == g.name))";
+
+/// A row entry is either one row (`name`) or a range (`names`).
+pub const ROW_NAME_XOR_NAMES: &str = "has(self.name) != has(self.names)";
+
+/// Hold TTL between one minute and two hours.
+pub const TTL_BOUNDS: &str = "duration(self) >= duration('1m') && duration(self) <= duration('2h')";
+
+/// The pattern a row range must match before the ordering rule looks at it.
+pub const ROW_RANGE_PATTERN: &str = "^([A-Z]{1,3}-[A-Z]{1,3}|[1-9][0-9]{0,2}-[1-9][0-9]{0,2})$";
+
+/// A row range runs forward: `A-Z`, `AA-AD`, `1-40` (not `Z-A`).
+pub const ROW_RANGE_ORDER: &str = "!has(self.names) || \
+     !self.names.matches('^([A-Z]{1,3}-[A-Z]{1,3}|[1-9][0-9]{0,2}-[1-9][0-9]{0,2})$') || \
+     (self.names.matches('^[0-9]') \
+       ? int(self.names.split('-')[0]) <= int(self.names.split('-')[1]) \
+       : (size(self.names.split('-')[0]) < size(self.names.split('-')[1]) || \
+          (size(self.names.split('-')[0]) == size(self.names.split('-')[1]) && \
+           self.names.split('-')[0] <= self.names.split('-')[1])))";
+
+/// Row names are unique within a section once ranges are expanded: no entry overlaps
+/// another. Letter rows order by (length, text), which is their order as row numbers;
+/// numeric rows order as integers; a letter row never equals a numeric one.
+pub fn rows_unique() -> String {
+    let overlap = format!(
+        "({lo_a}.matches('^[0-9]') == {lo_b}.matches('^[0-9]')) && {le_ab} && {le_ba}",
+        lo_a = first("a"),
+        lo_b = first("b"),
+        le_ab = not_after(&first("a"), &last("b")),
+        le_ba = not_after(&first("b"), &last("a")),
+    );
+    format!("self.all(a, self.exists_one(b, {overlap}))")
+}
+
+fn first(row: &str) -> String {
+    format!("(has({row}.name) ? {row}.name : {row}.names.split('-')[0])")
+}
+
+fn last(row: &str) -> String {
+    format!("(has({row}.name) ? {row}.name : {row}.names.split('-')[1])")
+}
+
+/// `x` is not after `y` as row labels of the same kind.
+fn not_after(x: &str, y: &str) -> String {
+    format!(
+        "({x}.matches('^[0-9]') ? int({x}) <= int({y}) : \
+         (size({x}) < size({y}) || (size({x}) == size({y}) && {x} <= {y})))"
+    )
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Makes the test toolchain available and prints the directory that holds it.
+#
+#   bin=$(scripts/tools.sh)        # etcd, kube-apiserver, kube-controller-manager,
+#                                  # kube-scheduler, helm
+#
+# Versions are pinned below and by the Go modules under scripts/tools/*/ (go.mod and
+# go.sum are committed, so every build resolves the same sources). Binaries are taken
+# from KUBEBUILDER_ASSETS or PATH when their versions match; otherwise they are built
+# from their Go modules through the module proxy into a cache outside the repository
+# (BOXOFFICE_TOOLS_CACHE, default ~/.cache/boxoffice/tools) and reused on later runs.
+# Quiet on success: the only output is the bin directory on stdout.
+set -euo pipefail
+
+KUBE_VERSION=v1.33.13
+ETCD_VERSION=v3.6.16
+HELM_VERSION=v3.19.5
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${BOXOFFICE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/boxoffice/tools}
+bin="$cache/bin-k8s-$KUBE_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+log="$cache/build.log"
+mkdir -p "$bin"
+
+fail() {
+  echo "tools.sh: $*" >&2
+  if [ -s "$log" ]; then
+    echo "tools.sh: last lines of $log:" >&2
+    tail -n 30 "$log" >&2
+  fi
+  exit 1
+}
+
+command -v go >/dev/null 2>&1 || fail "Go is required to build the test toolchain (go not found on PATH)"
+
+# version_of NAME PATH: the version a binary reports, normalised to vX.Y.Z.
+version_of() {
+  local out
+  case "$1" in
+    etcd) out=$("$2" --version 2>/dev/null | sed -n 's/^etcd Version: \(.*\)$/v\1/p') ;;
+    helm) out=$("$2" version --template '{{.Version}}' 2>/dev/null) ;;
+    *) out=$("$2" --version 2>/dev/null | sed -n 's/^Kubernetes \(v[0-9.]*\).*$/\1/p') ;;
+  esac
+  echo "${out:-none}"
+}
+
+want_version() {
+  case "$1" in
+    etcd) echo "$ETCD_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    *) echo "$KUBE_VERSION" ;;
+  esac
+}
+
+# adopt NAME: link a matching binary from KUBEBUILDER_ASSETS or PATH into the cache.
+adopt() {
+  local name=$1 candidate
+  for candidate in "${KUBEBUILDER_ASSETS:+$KUBEBUILDER_ASSETS/$name}" "$(command -v "$name" 2>/dev/null || true)"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+    [ "$(readlink -f "$candidate")" = "$(readlink -f "$bin/$name" 2>/dev/null || true)" ] && continue
+    if [ "$(version_of "$name" "$candidate")" = "$(want_version "$name")" ]; then
+      ln -sf "$(readlink -f "$candidate")" "$bin/$name"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# build MODULE_DIR OUTPUT PACKAGE [LDFLAGS]: go build one tool from a pinned module.
+build() {
+  local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
+  (
+    cd "$here/tools/$dir"
+    CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local \
+      go build -trimpath -ldflags "-s -w $ldflags" -o "$bin/$out.tmp" "$pkg"
+  ) >>"$log" 2>&1 || fail "building $out from $pkg failed"
+  mv "$bin/$out.tmp" "$bin/$out"
+}
+
+kube_ldflags() {
+  local v=${KUBE_VERSION#v} major minor
+  major=${v%%.*}
+  minor=${v#*.}
+  minor=${minor%%.*}
+  local p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    printf -- '-X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean ' \
+      "$p" "$KUBE_VERSION" "$p" "$major" "$p" "$minor" "$p"
+  done
+}
+
+: >"$log"
+for name in kube-apiserver kube-controller-manager kube-scheduler etcd helm; do
+  if [ -x "$bin/$name" ] && [ "$(version_of "$name" "$bin/$name")" = "$(want_version "$name")" ]; then
+    continue
+  fi
+  adopt "$name" && continue
+  echo "tools.sh: building $name $(want_version "$name") (first run only; a few minutes)" >&2
+  case "$name" in
+    kube-*) build kubernetes "$name" "k8s.io/kubernetes/cmd/$name" "$(kube_ldflags)" ;;
+    etcd) build etcd etcd go.etcd.io/etcd/server/v3 \
+      "-X go.etcd.io/etcd/api/v3/version.Version=${ETCD_VERSION#v}" ;;
+    helm) build helm helm helm.sh/helm/v3/cmd/helm \
+      "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.metadata=" ;;
+  esac
+  got=$(version_of "$name" "$bin/$name")
+  [ "$got" = "$(want_version "$name")" ] || fail "$name reports version $got, expected $(want_version "$name")"
+done
+
+echo "$bin"

@@ -32,41 +32,27 @@ pub const TTL_BOUNDS: &str = "duration(self) >= duration('1m') && duration(self)
 /// The pattern a row range must match before the ordering rule looks at it.
 pub const ROW_RANGE_PATTERN: &str = "^([A-Z]{1,3}-[A-Z]{1,3}|[1-9][0-9]{0,2}-[1-9][0-9]{0,2})$";
 
-/// A row range runs forward: `A-Z`, `AA-AD`, `1-40` (not `Z-A`).
+/// A row range runs forward: `A-Z`, `AA-AD`, `1-40` (not `Z-A`). Row labels of one kind
+/// order by (length, text): that is their order as row numbers, for letters counted like
+/// spreadsheet columns and for numbers without leading zeros alike.
 pub const ROW_RANGE_ORDER: &str = "!has(self.names) || \
      !self.names.matches('^([A-Z]{1,3}-[A-Z]{1,3}|[1-9][0-9]{0,2}-[1-9][0-9]{0,2})$') || \
-     (self.names.matches('^[0-9]') \
-       ? int(self.names.split('-')[0]) <= int(self.names.split('-')[1]) \
-       : (size(self.names.split('-')[0]) < size(self.names.split('-')[1]) || \
-          (size(self.names.split('-')[0]) == size(self.names.split('-')[1]) && \
-           self.names.split('-')[0] <= self.names.split('-')[1])))";
+     size(self.names.split('-')[0]) < size(self.names.split('-')[1]) || \
+     (size(self.names.split('-')[0]) == size(self.names.split('-')[1]) && \
+      self.names.split('-')[0] <= self.names.split('-')[1])";
+
+/// Each row entry as its `[first, last]` labels.
+const ROW_BOUNDS: &str = "self.map(r, has(r.name) ? [r.name, r.name] : r.names.split('-'))";
 
 /// Row names are unique within a section once ranges are expanded: no entry overlaps
-/// another. Letter rows order by (length, text), which is their order as row numbers;
-/// numeric rows order as integers; a letter row never equals a numeric one.
+/// another. Entries are mapped to `[first, last]` labels, so the pairwise check only
+/// compares short strings (cheap enough for the API server's cost budget). A label
+/// starting with a digit sorts before `A`, which tells numeric rows from lettered ones.
 pub fn rows_unique() -> String {
-    let overlap = format!(
-        "({lo_a}.matches('^[0-9]') == {lo_b}.matches('^[0-9]')) && {le_ab} && {le_ba}",
-        lo_a = first("a"),
-        lo_b = first("b"),
-        le_ab = not_after(&first("a"), &last("b")),
-        le_ba = not_after(&first("b"), &last("a")),
-    );
-    format!("self.all(a, self.exists_one(b, {overlap}))")
-}
-
-fn first(row: &str) -> String {
-    format!("(has({row}.name) ? {row}.name : {row}.names.split('-')[0])")
-}
-
-fn last(row: &str) -> String {
-    format!("(has({row}.name) ? {row}.name : {row}.names.split('-')[1])")
-}
-
-/// `x` is not after `y` as row labels of the same kind.
-fn not_after(x: &str, y: &str) -> String {
     format!(
-        "({x}.matches('^[0-9]') ? int({x}) <= int({y}) : \
-         (size({x}) < size({y}) || (size({x}) == size({y}) && {x} <= {y})))"
+        "{ROW_BOUNDS}.all(a, {ROW_BOUNDS}.exists_one(b, \
+           (a[0] < 'A') == (b[0] < 'A') && \
+           (size(a[0]) < size(b[1]) || (size(a[0]) == size(b[1]) && a[0] <= b[1])) && \
+           (size(b[0]) < size(a[1]) || (size(b[0]) == size(a[1]) && b[0] <= a[1]))))"
     )
 }

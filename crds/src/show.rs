@@ -68,7 +68,7 @@ pub struct ShowSpec {
     #[schemars(length(min = 1, max = 200))]
     pub title: String,
     /// When the show starts (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
+    #[schemars(length(max = 64), extend("format" = "date-time"))]
     pub starts_at: String,
     /// When sales open and close. Without it, sales are open while the Show exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,11 +96,11 @@ pub struct ShowSpec {
 pub struct SalesWindow {
     /// Sales open at this instant (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[schemars(length(max = 64), extend("format" = "date-time"))]
     pub opens_at: Option<String>,
     /// Sales close at this instant (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[schemars(length(max = 64), extend("format" = "date-time"))]
     pub closes_at: Option<String>,
 }
 
@@ -117,7 +117,7 @@ pub struct SalesWindow {
 pub struct Seating {
     /// Reserved-seating sections; names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = 100))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub sections: Vec<Section>,
     /// General-admission (count-based) areas; names are unique.
@@ -140,8 +140,9 @@ pub struct Section {
     /// The price category of every seat in the section.
     #[schemars(length(min = 1, max = 32))]
     pub category: String,
-    /// Rows; each row name (after range expansion) appears once.
-    #[schemars(length(min = 1, max = 64))]
+    /// Rows; each row name (after range expansion) appears once. At most 32 entries (a
+    /// range counts as one), which keeps the API server's uniqueness check within budget.
+    #[schemars(length(min = 1, max = 32))]
     #[x_kube(
         merge_strategy = ListMerge::Atomic,
         validation = Rule::new(rules::rows_unique())
@@ -163,11 +164,17 @@ pub struct Section {
 pub struct RowSpec {
     /// A single row name: 1 to 3 capital letters or digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([A-Z]{1,3}|[1-9][0-9]{0,2})$"))]
+    #[schemars(
+        length(min = 1, max = 3),
+        regex(pattern = r"^([A-Z]{1,3}|[1-9][0-9]{0,2})$")
+    )]
     pub name: Option<String>,
     /// A range of rows: letters (`A-Z`, `AA-AD`) or numbers (`1-40`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([A-Z]{1,3}-[A-Z]{1,3}|[1-9][0-9]{0,2}-[1-9][0-9]{0,2})$"))]
+    #[schemars(
+        length(min = 3, max = 7),
+        regex(pattern = r"^([A-Z]{1,3}-[A-Z]{1,3}|[1-9][0-9]{0,2}-[1-9][0-9]{0,2})$")
+    )]
     pub names: Option<String>,
     /// Seats per row, numbered from 1.
     #[schemars(range(min = 1, max = 500))]
@@ -203,10 +210,13 @@ pub struct PriceCategory {
     )]
     pub name: String,
     /// Price as a decimal string with at most two decimals, e.g. "49.50".
-    #[schemars(regex(pattern = r"^[0-9]{1,7}(\.[0-9]{1,2})?$"))]
+    #[schemars(
+        length(min = 1, max = 10),
+        regex(pattern = r"^[0-9]{1,7}(\.[0-9]{1,2})?$")
+    )]
     pub price: String,
     /// ISO 4217 currency code, e.g. "EUR".
-    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    #[schemars(length(min = 3, max = 3), regex(pattern = r"^[A-Z]{3}$"))]
     pub currency: String,
 }
 

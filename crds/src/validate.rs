@@ -170,6 +170,12 @@ pub fn validate(spec: &ShowSpec) -> Result<(), InvalidShow> {
             "seating needs at least one section or generalAdmission area",
         );
     }
+    if seating.sections.len() > 100 {
+        err("spec.seating.sections".into(), "at most 100 sections");
+    }
+    if seating.general_admission.len() > 32 {
+        err("spec.seating.generalAdmission".into(), "at most 32 areas");
+    }
     let mut names = HashSet::new();
     for (i, s) in seating.sections.iter().enumerate() {
         let field = format!("spec.seating.sections[{i}]");
@@ -185,8 +191,8 @@ pub fn validate(spec: &ShowSpec) -> Result<(), InvalidShow> {
                 "must name an entry of spec.categories",
             );
         }
-        if s.rows.is_empty() || s.rows.len() > 64 {
-            err(format!("{field}.rows"), "needs 1 to 64 row entries");
+        if s.rows.is_empty() || s.rows.len() > 32 {
+            err(format!("{field}.rows"), "needs 1 to 32 row entries");
         }
         for (j, row) in s.rows.iter().enumerate() {
             if !(1..=500).contains(&row.seats) {

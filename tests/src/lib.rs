@@ -1,1 +1,13 @@
+//! boxoffice-e2e: the test harness (real etcd, PostgreSQL and Kubernetes control plane
+//! processes on loopback) that the end-to-end tests under `tests/tests/` use.
 
+pub mod control_plane;
+pub mod etcd;
+pub mod postgres;
+pub mod process;
+pub mod tools;
+
+pub use control_plane::ControlPlane;
+pub use etcd::{EtcdOptions, EtcdServer};
+pub use postgres::PostgresServer;
+pub use process::{Process, free_port, wait_for, wait_while_running};

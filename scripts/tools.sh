@@ -21,6 +21,7 @@ cache=${BOXOFFICE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/boxoffice/tools}
 bin="$cache/bin-k8s-$KUBE_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 log="$cache/build.log"
 mkdir -p "$bin"
+: >"$log"
 
 fail() {
   echo "tools.sh: $*" >&2
@@ -32,6 +33,17 @@ fail() {
 }
 
 command -v go >/dev/null 2>&1 || fail "Go is required to build the test toolchain (go not found on PATH)"
+
+# protoc: etcd-client compiles etcd's protobuf definitions at build time.
+if ! command -v protoc >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tools.sh: installing protobuf-compiler (protoc) with apt-get" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler; } \
+      >>"$log.apt" 2>&1 || fail "apt-get install protobuf-compiler failed (see $log.apt)"
+  else
+    fail "protoc not found: install protobuf-compiler (Debian/Ubuntu) or set PROTOC"
+  fi
+fi
 
 # version_of NAME PATH: the version a binary reports, normalised to vX.Y.Z.
 version_of() {
@@ -89,7 +101,6 @@ kube_ldflags() {
   done
 }
 
-: >"$log"
 for name in kube-apiserver kube-controller-manager kube-scheduler etcd helm; do
   if [ -x "$bin/$name" ] && [ "$(version_of "$name" "$bin/$name")" = "$(want_version "$name")" ]; then
     continue

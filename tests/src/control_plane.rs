@@ -59,6 +59,7 @@ impl ControlPlane {
         let dir = tempfile::Builder::new()
             .prefix("boxoffice-k8s-")
             .tempdir()?;
+        crate::process::remove_dir_on_exit(dir.path());
         let root = dir.path();
         let etcd = EtcdServer::start_in(
             root,

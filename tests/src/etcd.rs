@@ -45,6 +45,7 @@ impl EtcdServer {
         let dir = tempfile::Builder::new()
             .prefix("boxoffice-etcd-")
             .tempdir()?;
+        crate::process::remove_dir_on_exit(dir.path());
         let mut server = Self::start_in(dir.path(), options).await?;
         server._dir = Some(dir);
         Ok(server)

@@ -47,6 +47,7 @@ impl PostgresServer {
                 .with_context(|| format!("running as root needs the {user} system user"))?;
             std::os::unix::fs::chown(dir.path(), Some(pw.uid.as_raw()), Some(pw.gid.as_raw()))?;
         }
+        crate::process::remove_dir_on_exit(dir.path());
         let data_dir = dir.path().join("data");
         let bin = postgres_bin()?;
         let mut initdb = Self::command(&run_as, bin.join("initdb"));

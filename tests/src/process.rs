@@ -22,6 +22,7 @@ pub fn free_port() -> Result<u16> {
 /// The pids the reaper kills when this test process goes away.
 struct Reaper {
     list: PathBuf,
+    dirs: PathBuf,
     pids: Mutex<Vec<u32>>,
 }
 
@@ -30,21 +31,27 @@ impl Reaper {
         static REAPER: OnceLock<Reaper> = OnceLock::new();
         REAPER.get_or_init(|| {
             let list = std::env::temp_dir().join(format!("boxoffice-reap-{}", std::process::id()));
+            let dirs = list.with_extension("dirs");
             let _ = std::fs::write(&list, "");
+            let _ = std::fs::write(&dirs, "");
             let script = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
                           for p in $(cat \"$2\" 2>/dev/null); do kill -9 \"$p\" 2>/dev/null; done; \
-                          rm -f \"$2\"";
+                          sleep 1; \
+                          while read -r d; do [ -n \"$d\" ] && rm -rf \"$d\"; done < \"$3\"; \
+                          rm -f \"$2\" \"$3\"";
             // Not waited on: it outlives this process by design.
             let _ = Command::new("sh")
                 .args(["-c", script, "reaper"])
                 .arg(std::process::id().to_string())
                 .arg(&list)
+                .arg(&dirs)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn();
             Reaper {
                 list,
+                dirs,
                 pids: Mutex::new(Vec::new()),
             }
         })
@@ -56,6 +63,12 @@ impl Reaper {
         let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
         let _ = std::fs::write(&self.list, text);
     }
+}
+
+/// Removes `dir` when this test process exits, for directories held by statics that
+/// are never dropped (shared servers).
+pub fn remove_dir_on_exit(dir: &Path) {
+    append_line(&Reaper::get().dirs, &dir.display().to_string());
 }
 
 /// A running child process whose output goes to a log file.

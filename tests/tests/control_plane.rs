@@ -62,36 +62,44 @@ async fn deployments_get_replicasets_and_pods_and_are_garbage_collected() {
     let uid = created.uid().expect("uid");
     let selector = ListParams::default().labels("app=web");
 
-    let rs = wait_for("a ReplicaSet owned by the Deployment", Duration::from_secs(60), || {
-        let replicasets = replicasets.clone();
-        let selector = selector.clone();
-        let uid = uid.clone();
-        async move {
-            let list = replicasets.list(&selector).await?;
-            Ok(list
-                .items
-                .into_iter()
-                .find(|rs| rs.owner_references().iter().any(|o| o.uid == uid)))
-        }
-    })
+    let rs = wait_for(
+        "a ReplicaSet owned by the Deployment",
+        Duration::from_secs(60),
+        || {
+            let replicasets = replicasets.clone();
+            let selector = selector.clone();
+            let uid = uid.clone();
+            async move {
+                let list = replicasets.list(&selector).await?;
+                Ok(list
+                    .items
+                    .into_iter()
+                    .find(|rs| rs.owner_references().iter().any(|o| o.uid == uid)))
+            }
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", plane.logs()));
     let rs_uid = rs.uid().expect("rs uid");
 
-    let pod_count = wait_for("3 Pods owned by the ReplicaSet", Duration::from_secs(60), || {
-        let pods = pods.clone();
-        let selector = selector.clone();
-        let rs_uid = rs_uid.clone();
-        async move {
-            let list = pods.list(&selector).await?;
-            let owned = list
-                .items
-                .iter()
-                .filter(|p| p.owner_references().iter().any(|o| o.uid == rs_uid))
-                .count();
-            Ok((owned == 3).then_some(owned))
-        }
-    })
+    let pod_count = wait_for(
+        "3 Pods owned by the ReplicaSet",
+        Duration::from_secs(60),
+        || {
+            let pods = pods.clone();
+            let selector = selector.clone();
+            let rs_uid = rs_uid.clone();
+            async move {
+                let list = pods.list(&selector).await?;
+                let owned = list
+                    .items
+                    .iter()
+                    .filter(|p| p.owner_references().iter().any(|o| o.uid == rs_uid))
+                    .count();
+                Ok((owned == 3).then_some(owned))
+            }
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", plane.logs()));
     assert_eq!(pod_count, 3);
@@ -128,23 +136,30 @@ async fn deployments_get_replicasets_and_pods_and_are_garbage_collected() {
         .await
         .expect("delete deployment");
 
-    wait_for("dependents to be garbage-collected", Duration::from_secs(60), || {
-        let (replicasets, pods, configmaps) = (replicasets.clone(), pods.clone(), configmaps.clone());
-        let selector = selector.clone();
-        async move {
-            let rs_left = replicasets.list(&selector).await?.items.len();
-            let pods_left = pods.list(&selector).await?.items.len();
-            let cm_left = configmaps.get_opt("web-config").await?.is_some();
-            Ok((rs_left == 0 && pods_left == 0 && !cm_left).then_some(()))
-        }
-    })
+    wait_for(
+        "dependents to be garbage-collected",
+        Duration::from_secs(60),
+        || {
+            let (replicasets, pods, configmaps) =
+                (replicasets.clone(), pods.clone(), configmaps.clone());
+            let selector = selector.clone();
+            async move {
+                let rs_left = replicasets.list(&selector).await?.items.len();
+                let pods_left = pods.list(&selector).await?.items.len();
+                let cm_left = configmaps.get_opt("web-config").await?.is_some();
+                Ok((rs_left == 0 && pods_left == 0 && !cm_left).then_some(()))
+            }
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", plane.logs()));
 }
 
 #[tokio::test]
 async fn harness_etcd_and_postgres_answer() {
-    let etcd = EtcdServer::start(EtcdOptions::default()).await.expect("etcd starts");
+    let etcd = EtcdServer::start(EtcdOptions::default())
+        .await
+        .expect("etcd starts");
     let body = reqwest::get(format!("{}/version", etcd.endpoint()))
         .await
         .expect("etcd answers")
@@ -158,7 +173,10 @@ async fn harness_etcd_and_postgres_answer() {
     let b = pg.create_database().await.expect("database b");
     assert_ne!(a, b, "each test gets its own database");
     let mut conn = sqlx::PgConnection::connect(&a).await.expect("connect");
-    let (one,): (i32,) = sqlx::query_as("SELECT 1").fetch_one(&mut conn).await.expect("query");
+    let (one,): (i32,) = sqlx::query_as("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .expect("query");
     assert_eq!(one, 1);
     let (sync,): (String,) = sqlx::query_as("SHOW synchronous_commit")
         .fetch_one(&mut conn)

@@ -6,6 +6,10 @@
 //! fields, and list-map keys for unique names. [`crate::validate`] repeats the same rules
 //! in Rust for manifests that never pass through an API server (the shard's `--show`).
 
+// kube's `printcolumn(...)` entries repeat `type_ = ...` by design; clippy reads them as
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};

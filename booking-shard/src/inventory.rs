@@ -1,0 +1,581 @@
+//! The leader's in-memory seat inventory: the source of truth for reads and conflict
+//! checks while this replica leads (etcd and PostgreSQL are the durable truth it is
+//! loaded from and written through to).
+//!
+//! Compact by design: one `u32` per reserved seat (available, sold, or the slot of the
+//! hold that has it), rows as ranges of seat indices, holds in a slab.
+
+use std::collections::HashMap;
+
+use boxoffice_crds::{InventoryCounts, SeatId, VenueLayout};
+
+/// A seat's index in the inventory.
+pub type SeatIndex = u32;
+
+const AVAILABLE: u32 = 0;
+const SOLD: u32 = u32::MAX;
+
+/// A row: its name and the seat indices `first .. first + seats`.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    pub first: SeatIndex,
+    pub seats: u32,
+    available: u32,
+}
+
+/// A section: its rows and counters.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub name: String,
+    pub category: String,
+    pub rows: Vec<Row>,
+    row_by_name: HashMap<String, usize>,
+    counts: InventoryCounts,
+}
+
+/// A general-admission area.
+#[derive(Debug, Clone)]
+pub struct Area {
+    pub name: String,
+    pub category: String,
+    pub capacity: u64,
+    pub held: u64,
+    pub sold: u64,
+}
+
+impl Area {
+    pub fn available(&self) -> u64 {
+        self.capacity - self.held - self.sold
+    }
+}
+
+/// What a hold has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    Seats(Vec<SeatIndex>),
+    General { area: usize, quantity: u64 },
+}
+
+impl Holding {
+    /// Seats or tickets held.
+    pub fn quantity(&self) -> u64 {
+        match self {
+            Holding::Seats(s) => s.len() as u64,
+            Holding::General { quantity, .. } => *quantity,
+        }
+    }
+}
+
+/// Why seats could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("seats unavailable")]
+    Seats(Vec<SeatIndex>),
+    #[error("only {available} left in {area}")]
+    General { area: String, available: u64 },
+}
+
+/// The inventory of one show.
+#[derive(Debug)]
+pub struct Inventory {
+    sections: Vec<Section>,
+    section_by_name: HashMap<String, usize>,
+    /// Per seat: `AVAILABLE`, `SOLD`, or a hold slot + 1.
+    seats: Vec<u32>,
+    /// Which section each seat belongs to is found by binary search over section starts.
+    section_starts: Vec<SeatIndex>,
+    areas: Vec<Area>,
+    area_by_name: HashMap<String, usize>,
+}
+
+impl Inventory {
+    /// An inventory with every seat available.
+    pub fn new(layout: &VenueLayout) -> Self {
+        let mut seats_total = 0u32;
+        let mut sections = Vec::with_capacity(layout.sections.len());
+        let mut section_starts = Vec::with_capacity(layout.sections.len());
+        for s in &layout.sections {
+            section_starts.push(seats_total);
+            let mut rows = Vec::with_capacity(s.rows.len());
+            let mut row_by_name = HashMap::with_capacity(s.rows.len());
+            for r in &s.rows {
+                row_by_name.insert(r.name.clone(), rows.len());
+                rows.push(Row {
+                    name: r.name.clone(),
+                    first: seats_total,
+                    seats: r.seats,
+                    available: r.seats,
+                });
+                seats_total += r.seats;
+            }
+            let total = i64::from(rows.iter().map(|r| r.seats).sum::<u32>());
+            sections.push(Section {
+                name: s.name.clone(),
+                category: s.category.clone(),
+                rows,
+                row_by_name,
+                counts: InventoryCounts {
+                    total,
+                    available: total,
+                    held: 0,
+                    sold: 0,
+                },
+            });
+        }
+        let section_by_name = sections
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let areas: Vec<Area> = layout
+            .areas
+            .iter()
+            .map(|a| Area {
+                name: a.name.clone(),
+                category: a.category.clone(),
+                capacity: a.capacity,
+                held: 0,
+                sold: 0,
+            })
+            .collect();
+        let area_by_name = areas
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.clone(), i))
+            .collect();
+        Self {
+            sections,
+            section_by_name,
+            seats: vec![AVAILABLE; seats_total as usize],
+            section_starts,
+            areas,
+            area_by_name,
+        }
+    }
+
+    pub fn sections(&self) -> &[Section] {
+        &self.sections
+    }
+
+    pub fn areas(&self) -> &[Area] {
+        &self.areas
+    }
+
+    pub fn area_index(&self, name: &str) -> Option<usize> {
+        self.area_by_name.get(name).copied()
+    }
+
+    pub fn seat_count(&self) -> usize {
+        self.seats.len()
+    }
+
+    /// The index of a seat id, if the venue has that seat.
+    pub fn seat_index(&self, id: &SeatId) -> Option<SeatIndex> {
+        let section = &self.sections[*self.section_by_name.get(&id.section)?];
+        let row = &section.rows[*section.row_by_name.get(&id.row)?];
+        (id.number >= 1 && id.number <= row.seats).then(|| row.first + id.number - 1)
+    }
+
+    fn locate(&self, seat: SeatIndex) -> (usize, usize) {
+        let s = self.section_starts.partition_point(|&start| start <= seat) - 1;
+        let rows = &self.sections[s].rows;
+        let r = rows.partition_point(|row| row.first <= seat) - 1;
+        (s, r)
+    }
+
+    /// The seat id of an index.
+    pub fn seat_id(&self, seat: SeatIndex) -> SeatId {
+        let (s, r) = self.locate(seat);
+        let section = &self.sections[s];
+        let row = &section.rows[r];
+        SeatId::new(&section.name, &row.name, seat - row.first + 1)
+    }
+
+    /// The state of one seat.
+    pub fn state(&self, seat: SeatIndex) -> SeatState {
+        match self.seats[seat as usize] {
+            AVAILABLE => SeatState::Available,
+            SOLD => SeatState::Sold,
+            slot => SeatState::Held(slot - 1),
+        }
+    }
+
+    /// Seats among `seats` that are not available (or repeated).
+    pub fn unavailable(&self, seats: &[SeatIndex]) -> Vec<SeatIndex> {
+        let mut bad: Vec<SeatIndex> = seats
+            .iter()
+            .copied()
+            .filter(|&s| self.seats[s as usize] != AVAILABLE)
+            .collect();
+        bad.sort_unstable();
+        bad.dedup();
+        bad
+    }
+
+    fn set(&mut self, seat: SeatIndex, value: u32) {
+        let old = self.seats[seat as usize];
+        if old == value {
+            return;
+        }
+        let (s, r) = self.locate(seat);
+        let section = &mut self.sections[s];
+        let counts = &mut section.counts;
+        let row = &mut section.rows[r];
+        match old {
+            AVAILABLE => {
+                counts.available -= 1;
+                row.available -= 1;
+            }
+            SOLD => counts.sold -= 1,
+            _ => counts.held -= 1,
+        }
+        match value {
+            AVAILABLE => {
+                counts.available += 1;
+                row.available += 1;
+            }
+            SOLD => counts.sold += 1,
+            _ => counts.held += 1,
+        }
+        self.seats[seat as usize] = value;
+    }
+
+    /// Marks `seats` held by hold slot `slot`; fails without change if any is taken.
+    pub fn hold_seats(&mut self, slot: u32, seats: &[SeatIndex]) -> Result<(), Unavailable> {
+        let bad = self.unavailable(seats);
+        let mut sorted = seats.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if !bad.is_empty() || sorted.len() != seats.len() {
+            return Err(Unavailable::Seats(bad));
+        }
+        for &s in seats {
+            self.set(s, slot + 1);
+        }
+        Ok(())
+    }
+
+    /// Takes `quantity` of a general-admission area for a hold.
+    pub fn hold_general(&mut self, area: usize, quantity: u64) -> Result<(), Unavailable> {
+        let a = &mut self.areas[area];
+        if quantity > a.available() {
+            return Err(Unavailable::General {
+                area: a.name.clone(),
+                available: a.available(),
+            });
+        }
+        a.held += quantity;
+        Ok(())
+    }
+
+    /// Returns a holding's seats (held by `slot`) or tickets to sale.
+    pub fn release(&mut self, slot: u32, holding: &Holding) {
+        match holding {
+            Holding::Seats(seats) => {
+                for &s in seats {
+                    if self.seats[s as usize] == slot + 1 {
+                        self.set(s, AVAILABLE);
+                    }
+                }
+            }
+            Holding::General { area, quantity } => {
+                let a = &mut self.areas[*area];
+                a.held = a.held.saturating_sub(*quantity);
+            }
+        }
+    }
+
+    /// Turns a holding into sold seats or tickets.
+    pub fn sell(&mut self, holding: &Holding) {
+        match holding {
+            Holding::Seats(seats) => seats.iter().for_each(|&s| self.set(s, SOLD)),
+            Holding::General { area, quantity } => {
+                let a = &mut self.areas[*area];
+                a.held = a.held.saturating_sub(*quantity);
+                a.sold += quantity;
+            }
+        }
+    }
+
+    /// Marks sold what PostgreSQL says is sold (at leader start), without a hold.
+    pub fn load_sold(&mut self, holding: &Holding) {
+        match holding {
+            Holding::Seats(seats) => seats.iter().for_each(|&s| self.set(s, SOLD)),
+            Holding::General { area, quantity } => self.areas[*area].sold += quantity,
+        }
+    }
+
+    /// Returns sold seats or tickets to sale (a cancelled booking).
+    pub fn unsell(&mut self, holding: &Holding) {
+        match holding {
+            Holding::Seats(seats) => {
+                for &s in seats {
+                    if self.seats[s as usize] == SOLD {
+                        self.set(s, AVAILABLE);
+                    }
+                }
+            }
+            Holding::General { area, quantity } => {
+                let a = &mut self.areas[*area];
+                a.sold = a.sold.saturating_sub(*quantity);
+            }
+        }
+    }
+
+    /// `quantity` adjacent available seats in one row, front rows first, in the named
+    /// section or in any section of the named category. A placement that would leave a
+    /// single seat stranded between taken seats (or an edge) is used only if no other
+    /// placement exists.
+    pub fn best_available(
+        &self,
+        section: Option<&str>,
+        category: Option<&str>,
+        quantity: u32,
+    ) -> Option<Vec<SeatIndex>> {
+        if quantity == 0 {
+            return None;
+        }
+        let mut fallback: Option<(SeatIndex, u32)> = None;
+        for s in &self.sections {
+            if section.is_some_and(|n| n != s.name) || category.is_some_and(|c| c != s.category) {
+                continue;
+            }
+            if s.counts.available < i64::from(quantity) {
+                continue;
+            }
+            for row in &s.rows {
+                if row.available < quantity {
+                    continue;
+                }
+                let mut run_start = None;
+                for i in 0..=row.seats {
+                    let free = i < row.seats && self.seats[(row.first + i) as usize] == AVAILABLE;
+                    match (free, run_start) {
+                        (true, None) => run_start = Some(i),
+                        (false, Some(start)) => {
+                            let len = i - start;
+                            if len >= quantity {
+                                let first = row.first + start;
+                                // Left-aligned leaves 0 on the left and len-q on the right;
+                                // right-aligned the reverse. An orphan is a gap of exactly 1.
+                                if len - quantity != 1 {
+                                    return Some((first..first + quantity).collect());
+                                }
+                                fallback.get_or_insert((first, quantity));
+                            }
+                            run_start = None;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        fallback.map(|(first, q)| (first..first + q).collect())
+    }
+
+    /// Counts for one section.
+    pub fn section_counts(&self, section: usize) -> InventoryCounts {
+        self.sections[section].counts
+    }
+
+    /// Counts over every section and area: `available + held + sold == total`.
+    pub fn counts(&self) -> InventoryCounts {
+        let mut c = InventoryCounts::default();
+        for s in &self.sections {
+            c.total += s.counts.total;
+            c.available += s.counts.available;
+            c.held += s.counts.held;
+            c.sold += s.counts.sold;
+        }
+        for a in &self.areas {
+            c.total += a.capacity as i64;
+            c.available += a.available() as i64;
+            c.held += a.held as i64;
+            c.sold += a.sold as i64;
+        }
+        c
+    }
+
+    /// Bytes used by the seat table and rows (for the memory benchmark).
+    pub fn approx_bytes(&self) -> usize {
+        self.seats.capacity() * 4
+            + self
+                .sections
+                .iter()
+                .map(|s| s.rows.len() * (std::mem::size_of::<Row>() + 16) * 2)
+                .sum::<usize>()
+    }
+}
+
+/// A seat's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatState {
+    Available,
+    Held(u32),
+    Sold,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxoffice_crds::seating::{AreaLayout, RowLayout, SectionLayout};
+
+    fn layout() -> VenueLayout {
+        VenueLayout {
+            sections: vec![
+                SectionLayout {
+                    name: "stalls".into(),
+                    category: "premium".into(),
+                    rows: vec![
+                        RowLayout {
+                            name: "A".into(),
+                            seats: 5,
+                        },
+                        RowLayout {
+                            name: "B".into(),
+                            seats: 6,
+                        },
+                    ],
+                },
+                SectionLayout {
+                    name: "circle".into(),
+                    category: "standard".into(),
+                    rows: vec![RowLayout {
+                        name: "A".into(),
+                        seats: 4,
+                    }],
+                },
+            ],
+            areas: vec![AreaLayout {
+                name: "standing".into(),
+                category: "standard".into(),
+                capacity: 10,
+            }],
+        }
+    }
+
+    fn invariant(inv: &Inventory) {
+        let c = inv.counts();
+        assert_eq!(c.available + c.held + c.sold, c.total, "{c:?}");
+        for i in 0..inv.sections().len() {
+            let c = inv.section_counts(i);
+            assert_eq!(c.available + c.held + c.sold, c.total, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn seat_ids_map_to_indices_and_back() {
+        let inv = Inventory::new(&layout());
+        assert_eq!(inv.seat_count(), 15);
+        for i in 0..15 {
+            let id = inv.seat_id(i);
+            assert_eq!(inv.seat_index(&id), Some(i), "{id}");
+        }
+        assert_eq!(inv.seat_id(5).to_string(), "stalls:B:1");
+        assert_eq!(inv.seat_id(11).to_string(), "circle:A:1");
+        assert_eq!(inv.seat_index(&SeatId::new("stalls", "A", 6)), None);
+        assert_eq!(inv.seat_index(&SeatId::new("stalls", "C", 1)), None);
+        assert_eq!(inv.seat_index(&SeatId::new("nowhere", "A", 1)), None);
+    }
+
+    #[test]
+    fn holds_conflict_and_release() {
+        let mut inv = Inventory::new(&layout());
+        inv.hold_seats(0, &[0, 1]).unwrap();
+        assert_eq!(inv.hold_seats(1, &[1, 2]), Err(Unavailable::Seats(vec![1])));
+        assert_eq!(
+            inv.state(2),
+            SeatState::Available,
+            "failed hold changes nothing"
+        );
+        assert!(
+            inv.hold_seats(1, &[2, 2]).is_err(),
+            "a seat twice in one hold"
+        );
+        invariant(&inv);
+        assert_eq!(inv.counts().held, 2);
+        inv.release(0, &Holding::Seats(vec![0, 1]));
+        assert_eq!(inv.counts().held, 0);
+        inv.hold_seats(1, &[1, 2]).unwrap();
+        // Releasing a stale slot does not free another hold's seats.
+        inv.release(0, &Holding::Seats(vec![1]));
+        assert_eq!(inv.state(1), SeatState::Held(1));
+        inv.sell(&Holding::Seats(vec![1, 2]));
+        assert_eq!(inv.counts().sold, 2);
+        invariant(&inv);
+        inv.unsell(&Holding::Seats(vec![1, 2]));
+        assert_eq!(inv.counts().available, inv.counts().total);
+    }
+
+    #[test]
+    fn general_admission_never_exceeds_capacity() {
+        let mut inv = Inventory::new(&layout());
+        inv.hold_general(0, 6).unwrap();
+        assert_eq!(
+            inv.hold_general(0, 5),
+            Err(Unavailable::General {
+                area: "standing".into(),
+                available: 4
+            })
+        );
+        inv.hold_general(0, 4).unwrap();
+        inv.sell(&Holding::General {
+            area: 0,
+            quantity: 4,
+        });
+        assert_eq!(inv.areas()[0].available(), 0);
+        invariant(&inv);
+    }
+
+    #[test]
+    fn best_available_avoids_orphans() {
+        let mut inv = Inventory::new(&layout());
+        // Row A has 5 seats; taking 4 would leave one orphan, so row B is used.
+        assert_eq!(
+            inv.best_available(Some("stalls"), None, 4),
+            Some(vec![5, 6, 7, 8])
+        );
+        // Taking 5 fills row A exactly.
+        assert_eq!(
+            inv.best_available(Some("stalls"), None, 5),
+            Some(vec![0, 1, 2, 3, 4])
+        );
+        // By category.
+        assert_eq!(
+            inv.best_available(None, Some("standard"), 2),
+            Some(vec![11, 12])
+        );
+        // Only orphaning placements left: used as a fallback.
+        inv.hold_seats(0, &[5, 6, 7, 8, 9, 10]).unwrap();
+        inv.hold_seats(1, &[11, 12, 13, 14]).unwrap();
+        assert_eq!(
+            inv.best_available(Some("stalls"), None, 4),
+            Some(vec![0, 1, 2, 3])
+        );
+        assert_eq!(inv.best_available(Some("stalls"), None, 6), None);
+        assert_eq!(inv.best_available(None, None, 0), None);
+    }
+
+    #[test]
+    fn memory_is_compact() {
+        let layout = VenueLayout {
+            sections: (0..50)
+                .map(|i| SectionLayout {
+                    name: format!("s{i}"),
+                    category: "c".into(),
+                    rows: (1..=32)
+                        .map(|r| RowLayout {
+                            name: r.to_string(),
+                            seats: 50,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            areas: vec![],
+        };
+        let inv = Inventory::new(&layout);
+        assert_eq!(inv.seat_count(), 80_000);
+        assert!(inv.approx_bytes() / inv.seat_count() < 100);
+    }
+}

@@ -5,9 +5,11 @@ pub mod control_plane;
 pub mod etcd;
 pub mod postgres;
 pub mod process;
+pub mod shard;
 pub mod tools;
 
 pub use control_plane::ControlPlane;
 pub use etcd::{EtcdOptions, EtcdServer};
 pub use postgres::PostgresServer;
 pub use process::{Process, free_port, wait_for, wait_while_running};
+pub use shard::{ShardOptions, ShardProcess, token};

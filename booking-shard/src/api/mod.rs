@@ -1,0 +1,200 @@
+//! The HTTP API (`/v1/shows/{show}/...`), health, readiness and metrics.
+//!
+//! Any replica can be asked: a standby forwards `/v1` requests to the leader (address
+//! from the election key), so a Service can route to every Ready pod.
+
+pub mod auth;
+pub mod error;
+mod routes;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::shard::{Role, Shard};
+use auth::Auth;
+use error::ApiError;
+
+/// Shared state of the HTTP layer.
+#[derive(Clone)]
+pub struct AppState {
+    pub shard: Arc<Shard>,
+    pub auth: Arc<Auth>,
+    pub http: reqwest::Client,
+}
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let v1 = routes::router()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward_to_leader,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(v1)
+        .fallback(|| async { ApiError::not_found("route") })
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.shard.role() {
+        Role::Leader(_) => (StatusCode::OK, "leader").into_response(),
+        Role::Follower(Some(_)) => (StatusCode::OK, "standby").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "no leader known").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let shard = &state.shard;
+    let s = &shard.stats;
+    let (leader, epoch) = match shard.role() {
+        Role::Leader(l) => (1, l.epoch),
+        _ => (0, 0),
+    };
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, v: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    };
+    counter(
+        "boxoffice_holds_total",
+        "Holds created.",
+        s.holds.load(Ordering::Relaxed),
+    );
+    counter(
+        "boxoffice_hold_conflicts_total",
+        "Hold attempts refused because seats were taken.",
+        s.hold_conflicts.load(Ordering::Relaxed),
+    );
+    counter(
+        "boxoffice_confirms_total",
+        "Bookings confirmed.",
+        s.confirms.load(Ordering::Relaxed),
+    );
+    counter(
+        "boxoffice_holds_expired_total",
+        "Holds expired.",
+        s.expired.load(Ordering::Relaxed),
+    );
+    counter(
+        "boxoffice_fenced_writes_total",
+        "Writes refused because a newer leader exists (or the outcome was unknown); each ends this replica's leadership.",
+        s.fenced_writes.load(Ordering::Relaxed),
+    );
+    counter(
+        "boxoffice_leader_terms_total",
+        "Times this replica became leader.",
+        s.leader_terms.load(Ordering::Relaxed),
+    );
+    out.push_str(&format!(
+        "# HELP boxoffice_leader Whether this replica leads.\n# TYPE boxoffice_leader gauge\nboxoffice_leader {leader}\n\
+         # HELP boxoffice_epoch The fencing epoch of this replica's leadership.\n# TYPE boxoffice_epoch gauge\nboxoffice_epoch {epoch}\n"
+    ));
+    if let Ok(c) = shard.counts() {
+        for (state_name, v) in [
+            ("available", c.available),
+            ("held", c.held),
+            ("sold", c.sold),
+        ] {
+            out.push_str(&format!("boxoffice_seats{{state=\"{state_name}\"}} {v}\n"));
+        }
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Hop-by-hop headers a proxy must not pass on.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// Standbys pass `/v1` requests to the leader; with no leader, 503 + Retry-After.
+async fn forward_to_leader(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // A request forwarded once is never forwarded again (no ping-pong while the
+    // replicas' views of who leads catch up).
+    let forwarded = req.headers().contains_key("x-boxoffice-forwarded-by");
+    let leader = match state.shard.role() {
+        Role::Leader(_) => return next.run(req).await,
+        Role::Follower(Some(leader)) if !forwarded && leader.address != state.shard.me.address => {
+            leader
+        }
+        _ => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+                "no leader elected yet",
+            )
+            .retry_after(1)
+            .into_response();
+        }
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let url = format!("{}{}", leader.address.trim_end_matches('/'), path);
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large",
+            )
+            .into_response();
+        }
+    };
+    let mut upstream = state.http.request(parts.method.clone(), &url).body(body);
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != "host" {
+            upstream = upstream.header(name, value);
+        }
+    }
+    upstream = upstream.header("x-boxoffice-forwarded-by", state.shard.me.pod.as_str());
+    match upstream.send().await {
+        Ok(resp) => {
+            let mut builder = Response::builder().status(resp.status());
+            for (name, value) in resp.headers() {
+                if !HOP_BY_HOP.contains(&name.as_str()) {
+                    builder = builder.header(name, value);
+                }
+            }
+            builder
+                .header(
+                    HeaderName::from_static("x-boxoffice-leader"),
+                    leader.pod.as_str(),
+                )
+                .body(Body::from_stream(resp.bytes_stream()))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leader_unreachable",
+            format!("the leader did not answer: {e}"),
+        )
+        .retry_after(1)
+        .into_response(),
+    }
+}

@@ -1,0 +1,96 @@
+//! Command-line and environment configuration; every flag has an env var.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "booking-shard",
+    version,
+    about = "The boxoffice booking shard for one show"
+)]
+pub struct Config {
+    /// The Show manifest (YAML, as for kubectl apply) or the operator's normalized JSON.
+    #[arg(long, env = "BOXOFFICE_SHOW")]
+    pub show: PathBuf,
+
+    /// etcd endpoints, comma-separated.
+    #[arg(
+        long,
+        env = "BOXOFFICE_ETCD",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd: Vec<String>,
+
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// URL other replicas use to forward requests to this one when it leads
+    /// (default: http://$POD_IP:<port>, or http://127.0.0.1:<port>).
+    #[arg(long, env = "BOXOFFICE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// This replica's name (the pod name under Kubernetes).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// HS256 secret for verifying JWTs.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// File holding the HS256 secret.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM file with an RSA public key: verify RS256 JWTs instead.
+    #[arg(long, env = "BOXOFFICE_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// Leader lease TTL in seconds: how long a dead leader blocks a takeover.
+    #[arg(long, env = "BOXOFFICE_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=60))]
+    pub lease_ttl: i64,
+
+    /// Override the show's hold TTL (seconds), e.g. for tests and demos; the Show's
+    /// `holds.ttl` (1m..2h) applies when unset.
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=7200))]
+    pub hold_ttl_seconds: Option<u64>,
+
+    /// PostgreSQL connection pool size.
+    #[arg(long, env = "BOXOFFICE_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+
+    /// Log format: text or json.
+    #[arg(long, env = "BOXOFFICE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The URL peers forward to.
+    pub fn advertise(&self) -> String {
+        if let Some(url) = &self.advertise_url {
+            return url.clone();
+        }
+        let port = self.listen.port();
+        match std::env::var("POD_IP") {
+            Ok(ip) if !ip.is_empty() => format!("http://{ip}:{port}"),
+            _ if !self.listen.ip().is_unspecified() => format!("http://{}", self.listen),
+            _ => format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The replica name.
+    pub fn pod(&self) -> String {
+        self.pod_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("shard-{}", std::process::id()))
+    }
+}

@@ -1,0 +1,429 @@
+//! etcd: leader election and seat locks.
+//!
+//! Layout under `/boxoffice/<namespace>/<show>/`:
+//! - `leader` — the election key, put with the leader's lease; its create revision is
+//!   the leader's fencing epoch;
+//! - `seats/<seat-id>` → hold id, with a hold lease;
+//! - `holds/<hold-id>` → [`HoldRecord`] JSON, with the same lease.
+//!
+//! Every write is one transaction whose first compare is "the leader key still has my
+//! create revision": a deposed leader's writes fail, whatever it believes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// etcd's default limit of operations in one transaction.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// Why an etcd operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    #[error("no longer the leader (fenced by etcd)")]
+    Fenced,
+    #[error("seat already locked in etcd")]
+    SeatTaken,
+    #[error("hold not found in etcd")]
+    HoldGone,
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("bad record in etcd: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = CoordError> = std::result::Result<T, E>;
+
+/// Who leads, as stored in the election key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderInfo {
+    pub pod: String,
+    /// Base URL of the leader's API, e.g. `http://127.0.0.5:8080`.
+    pub address: String,
+}
+
+/// A hold as stored in etcd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldRecord {
+    pub id: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seats: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    pub quantity: u64,
+    /// Wall-clock expiry (Unix ms); leaders turn it into a monotonic deadline.
+    pub expires_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The keys of one show.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(namespace: &str, show: &str) -> Self {
+        Self {
+            prefix: format!("/boxoffice/{namespace}/{show}/"),
+        }
+    }
+    pub fn leader(&self) -> String {
+        format!("{}leader", self.prefix)
+    }
+    pub fn seat(&self, seat: &str) -> String {
+        format!("{}seats/{seat}", self.prefix)
+    }
+    pub fn hold(&self, hold: &str) -> String {
+        format!("{}holds/{hold}", self.prefix)
+    }
+    pub fn holds_prefix(&self) -> String {
+        format!("{}holds/", self.prefix)
+    }
+    pub fn seats_prefix(&self) -> String {
+        format!("{}seats/", self.prefix)
+    }
+}
+
+/// The outcome of one campaign round.
+pub enum Campaign {
+    /// We lead: our lease and the epoch (leader key create revision).
+    Won { lease: i64, epoch: i64 },
+    /// Someone else leads; watch from `revision` for the key to go.
+    Lost {
+        leader: Option<LeaderInfo>,
+        revision: i64,
+    },
+}
+
+/// etcd access for one show.
+pub struct Coordinator {
+    client: Client,
+    keys: Keys,
+    /// Hold leases by expiry second (Unix seconds): holds that expire in the same second
+    /// share one lease, so the lease count stays bounded.
+    leases: Mutex<BTreeMap<i64, i64>>,
+}
+
+impl Coordinator {
+    pub async fn connect(endpoints: &[String], keys: Keys) -> Result<Self> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client = Client::connect(endpoints, Some(options)).await?;
+        Ok(Self {
+            client,
+            keys,
+            leases: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// One round: try to create the leader key with a fresh lease.
+    pub async fn campaign(&self, me: &LeaderInfo, ttl_secs: i64) -> Result<Campaign> {
+        let mut c = self.client();
+        let lease = c.lease_grant(ttl_secs, None).await?.id();
+        let key = self.keys.leader();
+        let value = serde_json::to_vec(me).unwrap_or_default();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = c.txn(txn).await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        if resp.succeeded() {
+            return Ok(Campaign::Won {
+                lease,
+                epoch: revision,
+            });
+        }
+        let _ = c.lease_revoke(lease).await;
+        let leader = resp.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(g) => g
+                .kvs()
+                .first()
+                .and_then(|kv| serde_json::from_slice(kv.value()).ok()),
+            _ => None,
+        });
+        Ok(Campaign::Lost { leader, revision })
+    }
+
+    /// The current leader, if any.
+    pub async fn leader(&self) -> Result<Option<LeaderInfo>> {
+        let resp = self.client().get(self.keys.leader(), None).await?;
+        Ok(resp
+            .kvs()
+            .first()
+            .and_then(|kv| serde_json::from_slice(kv.value()).ok()))
+    }
+
+    /// Returns when the leader key is deleted (or the watch breaks), watching from
+    /// `revision + 1`; `on_leader` is told of leader changes seen meanwhile.
+    pub async fn wait_for_vacancy(
+        &self,
+        revision: i64,
+        cancel: &CancellationToken,
+        mut on_leader: impl FnMut(Option<LeaderInfo>),
+    ) -> Result<()> {
+        let mut c = self.client();
+        let mut stream = c
+            .watch(
+                self.keys.leader(),
+                Some(WatchOptions::new().with_start_revision(revision + 1)),
+            )
+            .await?;
+        loop {
+            let msg = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                m = stream.message() => m?,
+            };
+            let Some(msg) = msg else { return Ok(()) };
+            if msg.canceled() {
+                return Ok(());
+            }
+            for ev in msg.events() {
+                match ev.event_type() {
+                    EventType::Delete => {
+                        on_leader(None);
+                        return Ok(());
+                    }
+                    EventType::Put => on_leader(
+                        ev.kv()
+                            .and_then(|kv| serde_json::from_slice(kv.value()).ok()),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Keeps the leader lease alive until `lost` is cancelled. Any keep-alive error, a
+    /// closed stream, `ttl <= 0`, or no successful renewal within the TTL cancels
+    /// `lost`: the caller must stop serving writes at once.
+    pub fn spawn_keep_alive(&self, lease: i64, ttl_secs: i64, lost: CancellationToken) {
+        let mut c = self.client();
+        tokio::spawn(async move {
+            let ttl = Duration::from_secs(ttl_secs.max(1) as u64);
+            let interval = ttl / 3;
+            let mut deadline = Instant::now() + ttl;
+            let result: Result<()> = async {
+                let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
+                loop {
+                    keeper.keep_alive().await?;
+                    let resp = tokio::select! {
+                        _ = lost.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep_until(deadline.into()) => {
+                            warn!("leader lease not renewed within its TTL");
+                            return Ok(());
+                        }
+                        r = stream.message() => r?,
+                    };
+                    let Some(resp) = resp else {
+                        warn!("leader lease keep-alive stream closed");
+                        return Ok(());
+                    };
+                    if resp.ttl() <= 0 {
+                        warn!("leader lease expired");
+                        return Ok(());
+                    }
+                    // The lease now lasts `ttl` from when the request was sent; be
+                    // conservative and count from the response.
+                    deadline = Instant::now() + Duration::from_secs(resp.ttl() as u64)
+                        - Duration::from_millis(500).min(ttl / 4);
+                    tokio::select! {
+                        _ = lost.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = result {
+                warn!(error = %e, "leader lease keep-alive failed");
+            }
+            lost.cancel();
+        });
+    }
+
+    /// Gives up leadership: revoking the lease deletes the leader key at once.
+    pub async fn resign(&self, lease: i64) {
+        if let Err(e) = self.client().lease_revoke(lease).await {
+            warn!(error = %e, "revoking the leader lease failed");
+        } else {
+            info!("resigned leadership");
+        }
+    }
+
+    fn leader_guard(&self, epoch: i64) -> Compare {
+        Compare::create_revision(self.keys.leader(), CompareOp::Equal, epoch)
+    }
+
+    /// The shared lease for holds expiring at `expires_at_ms`. The lease outlives the
+    /// hold by at most two seconds; the leader deletes expired holds itself and the
+    /// lease is the backstop when no leader is there to do it.
+    pub async fn hold_lease(&self, expires_at_ms: i64) -> Result<i64> {
+        let bucket = expires_at_ms.div_euclid(1000) + 1;
+        let mut leases = self.leases.lock().await;
+        if let Some(id) = leases.get(&bucket) {
+            return Ok(*id);
+        }
+        let now_s = now_ms().div_euclid(1000);
+        let ttl = (bucket - now_s + 1).max(2);
+        let id = self.client().lease_grant(ttl, None).await?.id();
+        leases.insert(bucket, id);
+        // Forget buckets that are over.
+        let stale: Vec<i64> = leases.range(..now_s).map(|(k, _)| *k).collect();
+        for k in stale {
+            leases.remove(&k);
+        }
+        Ok(id)
+    }
+
+    /// Locks a hold's seats and stores its record, in one transaction guarded by the
+    /// leader key and by every seat key being absent.
+    pub async fn create_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
+        let mut compares = vec![self.leader_guard(epoch)];
+        let mut ops = Vec::with_capacity(record.seats.len() + 1);
+        let put = || Some(PutOptions::new().with_lease(lease));
+        for seat in &record.seats {
+            let key = self.keys.seat(seat);
+            compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+            ops.push(TxnOp::put(key, record.id.clone(), put()));
+        }
+        let hold_key = self.keys.hold(&record.id);
+        compares.push(Compare::create_revision(
+            hold_key.clone(),
+            CompareOp::Equal,
+            0,
+        ));
+        ops.push(TxnOp::put(
+            hold_key,
+            serde_json::to_vec(record).unwrap_or_default(),
+            put(),
+        ));
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(ops)
+            .or_else([TxnOp::get(self.keys.leader(), None)]);
+        let resp = self.client().txn(txn).await?;
+        if resp.succeeded() {
+            Ok(())
+        } else if self.still_leader(&resp, epoch) {
+            Err(CoordError::SeatTaken)
+        } else {
+            Err(CoordError::Fenced)
+        }
+    }
+
+    fn still_leader(&self, resp: &etcd_client::TxnResponse, epoch: i64) -> bool {
+        resp.op_responses().into_iter().any(|op| match op {
+            TxnOpResponse::Get(g) => g
+                .kvs()
+                .first()
+                .is_some_and(|kv| kv.create_revision() == epoch),
+            _ => false,
+        })
+    }
+
+    /// Checks, under the leader guard, that a hold is still in etcd (not expired).
+    pub async fn check_hold(&self, epoch: i64, hold_id: &str) -> Result<()> {
+        let key = self.keys.hold(hold_id);
+        let txn = Txn::new()
+            .when([
+                self.leader_guard(epoch),
+                Compare::create_revision(key, CompareOp::Greater, 0),
+            ])
+            .or_else([TxnOp::get(self.keys.leader(), None)]);
+        let resp = self.client().txn(txn).await?;
+        if resp.succeeded() {
+            Ok(())
+        } else if self.still_leader(&resp, epoch) {
+            Err(CoordError::HoldGone)
+        } else {
+            Err(CoordError::Fenced)
+        }
+    }
+
+    /// Deletes holds' keys (released, expired, or confirmed), guarded by the leader key.
+    /// Batched to stay within etcd's operations-per-transaction limit.
+    pub async fn delete_holds(&self, epoch: i64, records: &[&HoldRecord]) -> Result<()> {
+        let mut ops = Vec::new();
+        for r in records {
+            for seat in &r.seats {
+                ops.push(TxnOp::delete(self.keys.seat(seat), None));
+            }
+            ops.push(TxnOp::delete(self.keys.hold(&r.id), None));
+        }
+        for chunk in ops.chunks(MAX_TXN_OPS) {
+            let txn = Txn::new()
+                .when([self.leader_guard(epoch)])
+                .and_then(chunk.to_vec());
+            let resp = self.client().txn(txn).await?;
+            if !resp.succeeded() {
+                return Err(CoordError::Fenced);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every live hold record, and the seat locks (seat id → hold id).
+    pub async fn load(&self) -> Result<(Vec<HoldRecord>, Vec<(String, String)>)> {
+        let mut c = self.client();
+        let resp = c
+            .get(
+                self.keys.holds_prefix(),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await?;
+        let mut holds = Vec::with_capacity(resp.kvs().len());
+        for kv in resp.kvs() {
+            let record: HoldRecord = serde_json::from_slice(kv.value())
+                .map_err(|e| CoordError::Corrupt(e.to_string()))?;
+            holds.push(record);
+        }
+        let prefix = self.keys.seats_prefix();
+        let resp = c
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let seats = resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key());
+                (
+                    key.strip_prefix(&prefix).unwrap_or(&key).to_string(),
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                )
+            })
+            .collect();
+        Ok((holds, seats))
+    }
+}
+
+/// Wall-clock now in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -272,6 +272,10 @@ pub struct Shard {
     role: RwLock<Role>,
     events: broadcast::Sender<SeatEvent>,
     pub stats: Stats,
+    /// Fault injection for tests (`BOXOFFICE_FAULT_DELAY_WRITES_MS`): pause between the
+    /// in-memory decision and the durable write, so a test can depose the leader while
+    /// it holds in-flight work. Never set in production.
+    fault_delay: Option<Duration>,
 }
 
 fn bump(c: &std::sync::atomic::AtomicU64) {
@@ -296,7 +300,18 @@ impl Shard {
             role: RwLock::new(Role::Candidate),
             events,
             stats: Stats::default(),
+            fault_delay: std::env::var("BOXOFFICE_FAULT_DELAY_WRITES_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
         })
+    }
+
+    async fn fault_pause(&self) {
+        if let Some(d) = self.fault_delay {
+            warn!(?d, "fault injection: delaying a write");
+            tokio::time::sleep(d).await;
+        }
     }
 
     pub fn role(&self) -> Role {
@@ -685,6 +700,7 @@ impl Shard {
             (record, holding)
         };
 
+        self.fault_pause().await;
         let written = async {
             let lease = self.coord.hold_lease(record.expires_at_ms).await?;
             self.coord.create_hold(l.epoch, &record, lease).await
@@ -997,6 +1013,7 @@ impl Shard {
                 .into_iter()
                 .collect(),
         };
+        self.fault_pause().await;
         match self.store.confirm(l.epoch, &new).await {
             Ok((booking, created)) => {
                 bump(&self.stats.confirms);

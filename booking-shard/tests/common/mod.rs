@@ -67,12 +67,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Starts `replicas` replicas and waits for a leader.
     pub async fn start(
         show_yaml: &str,
         replicas: usize,
         lease_ttl: u64,
         hold_ttl: Option<u64>,
     ) -> Cluster {
+        let mut cluster = Cluster::new(show_yaml, lease_ttl, hold_ttl).await;
+        for i in 0..replicas {
+            cluster.add_replica(&format!("shard-{i}")).await;
+        }
+        cluster.leader().await;
+        cluster
+    }
+
+    /// etcd, a database and the show file, with no replica yet.
+    pub async fn new(show_yaml: &str, lease_ttl: u64, hold_ttl: Option<u64>) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("boxoffice-shard-test-")
             .tempdir()
@@ -101,7 +112,7 @@ impl Cluster {
             hold_ttl_seconds: hold_ttl,
             extra_env: vec![],
         };
-        let mut cluster = Cluster {
+        Cluster {
             etcd,
             db_url,
             options,
@@ -112,12 +123,7 @@ impl Cluster {
                 .expect("http"),
             show,
             dir,
-        };
-        for i in 0..replicas {
-            cluster.add_replica(&format!("shard-{i}")).await;
         }
-        cluster.leader().await;
-        cluster
     }
 
     pub async fn add_replica(&mut self, name: &str) {
@@ -149,6 +155,24 @@ impl Cluster {
                     }
                 }
                 Ok(None)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()))
+    }
+
+    /// Waits until replica `i` says it leads.
+    pub async fn wait_leader(&self, i: usize) {
+        let (http, url) = (self.http.clone(), self.replicas[i].url.clone());
+        wait_for("the replica to lead", Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http
+                    .get(format!("{url}/readyz"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await?;
+                Ok((r.text().await? == "leader").then_some(()))
             }
         })
         .await

@@ -63,6 +63,14 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=7200))]
     pub hold_ttl_seconds: Option<u64>,
 
+    /// Hold attempts each user may make per second (0 disables the limit).
+    #[arg(long, env = "BOXOFFICE_HOLD_RATE", default_value_t = 5.0)]
+    pub hold_rate: f64,
+
+    /// Burst of hold attempts a user may make at once.
+    #[arg(long, env = "BOXOFFICE_HOLD_BURST", default_value_t = 10.0)]
+    pub hold_burst: f64,
+
     /// PostgreSQL connection pool size.
     #[arg(long, env = "BOXOFFICE_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,

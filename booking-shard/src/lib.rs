@@ -21,7 +21,7 @@ use crate::api::AppState;
 use crate::api::auth::Auth;
 use crate::config::Config;
 use crate::coord::{Coordinator, Keys, LeaderInfo};
-use crate::shard::{Shard, ShowInfo};
+use crate::shard::{RateLimiter, Shard, ShowInfo};
 use crate::store::Store;
 
 /// Builds the verifier from the configuration.
@@ -72,7 +72,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     info!(show = %show.key(), pod = %me.pod, address = %me.address, "starting");
-    let shard = Shard::new(show, me, config.lease_ttl, coord, store);
+    let limiter = RateLimiter::new(config.hold_rate, config.hold_burst);
+    let shard = Shard::new(show, me, config.lease_ttl, coord, store, limiter);
 
     let shutdown = CancellationToken::new();
     let election = tokio::spawn(shard.clone().run(shutdown.clone()));

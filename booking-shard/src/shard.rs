@@ -43,6 +43,8 @@ pub enum ShardError {
     Unknown,
     #[error("sales are closed")]
     Closed,
+    #[error("too many hold attempts; slow down")]
+    RateLimited,
 }
 
 pub type Result<T, E = ShardError> = std::result::Result<T, E>;
@@ -276,6 +278,50 @@ pub struct Shard {
     /// in-memory decision and the durable write, so a test can depose the leader while
     /// it holds in-flight work. Never set in production.
     fault_delay: Option<Duration>,
+    limiter: RateLimiter,
+}
+
+/// Per-user token buckets for hold attempts.
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        Self {
+            per_second,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `user`; false when the bucket is empty.
+    pub fn allow(&self, user: &str) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 100_000 {
+            // Forget users whose buckets have refilled: they carry no state.
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, at) = buckets.entry(user.to_string()).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 fn bump(c: &std::sync::atomic::AtomicU64) {
@@ -289,6 +335,7 @@ impl Shard {
         lease_ttl_secs: i64,
         coord: Coordinator,
         store: Store,
+        limiter: RateLimiter,
     ) -> Arc<Self> {
         let (events, _) = broadcast::channel(4096);
         Arc::new(Self {
@@ -304,6 +351,7 @@ impl Shard {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis),
+            limiter,
         })
     }
 
@@ -619,6 +667,9 @@ impl Shard {
         idempotency_key: Option<String>,
     ) -> Result<(HoldView, bool)> {
         let l = self.leadership()?;
+        if !self.limiter.allow(user) {
+            return Err(ShardError::RateLimited);
+        }
         let (record, holding) = {
             let mut book = self.book(&l);
             if let Some(key) = &idempotency_key

@@ -91,6 +91,9 @@ impl From<ShardError> for ApiError {
                     .retry_after(1)
             }
             ShardError::Closed => ApiError::new(StatusCode::CONFLICT, "sales_closed", message),
+            ShardError::RateLimited => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).retry_after(1)
+            }
         }
     }
 }

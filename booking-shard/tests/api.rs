@@ -279,6 +279,15 @@ async fn per_user_limits_and_rate_limit() {
     assert_eq!(body["error"]["code"], "rate_limited");
 }
 
+/// What is wrong, content type, body, expected status and error code.
+type BadCase = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx() {
     let cluster =
@@ -286,7 +295,7 @@ async fn bad_input_gets_a_clear_4xx() {
     let ann = token("ann", &[]);
     let post = reqwest::Method::POST;
     let json_ct = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             "malformed JSON",
             json_ct,

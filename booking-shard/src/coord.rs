@@ -64,6 +64,9 @@ pub struct HoldRecord {
     pub expires_at_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Wall-clock creation (Unix ms); extensions are bounded from it.
+    #[serde(default)]
+    pub created_at_ms: i64,
 }
 
 /// The keys of one show.
@@ -343,6 +346,38 @@ impl Coordinator {
                 .is_some_and(|kv| kv.create_revision() == epoch),
             _ => false,
         })
+    }
+
+    /// Moves a live hold (its record and seat locks) onto a later lease, guarded by the
+    /// leader key and by the hold still existing.
+    pub async fn extend_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
+        let hold_key = self.keys.hold(&record.id);
+        let put = || Some(PutOptions::new().with_lease(lease));
+        let mut ops: Vec<TxnOp> = record
+            .seats
+            .iter()
+            .map(|seat| TxnOp::put(self.keys.seat(seat), record.id.clone(), put()))
+            .collect();
+        ops.push(TxnOp::put(
+            hold_key.clone(),
+            serde_json::to_vec(record).unwrap_or_default(),
+            put(),
+        ));
+        let txn = Txn::new()
+            .when([
+                self.leader_guard(epoch),
+                Compare::create_revision(hold_key, CompareOp::Greater, 0),
+            ])
+            .and_then(ops)
+            .or_else([TxnOp::get(self.keys.leader(), None)]);
+        let resp = self.client().txn(txn).await?;
+        if resp.succeeded() {
+            Ok(())
+        } else if self.still_leader(&resp, epoch) {
+            Err(CoordError::HoldGone)
+        } else {
+            Err(CoordError::Fenced)
+        }
     }
 
     /// Checks, under the leader guard, that a hold is still in etcd (not expired).

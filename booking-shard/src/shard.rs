@@ -738,6 +738,7 @@ impl Shard {
                 quantity,
                 expires_at_ms: now_ms() + ttl.as_millis() as i64,
                 idempotency_key,
+                created_at_ms: now_ms(),
             };
             book.insert(
                 slot,
@@ -922,6 +923,74 @@ impl Shard {
             entry.record.clone()
         };
         self.end_holds(&l, vec![record], "released").await
+    }
+
+    /// Extends a live hold by the show's hold TTL from now. A hold lives at most three
+    /// TTLs in all, so seats cannot be kept off sale indefinitely.
+    pub async fn extend(&self, user: &str, staff: bool, id: &str) -> Result<HoldView> {
+        let l = self.leadership()?;
+        let ttl = self.show.hold_ttl;
+        let record = {
+            let mut book = self.book(&l);
+            let entry = book.entry_mut(id).ok_or(ShardError::NotFound)?;
+            if !staff && entry.record.user != user {
+                return Err(ShardError::NotFound);
+            }
+            match entry.state {
+                HoldState::Live => {}
+                HoldState::Ending => return Err(ShardError::Expired),
+                _ => return Err(ShardError::Conflict("the hold is busy; retry".into())),
+            }
+            let now = now_ms();
+            let limit = entry.record.created_at_ms + 3 * ttl.as_millis() as i64;
+            let expires_at_ms = (now + ttl.as_millis() as i64).min(limit);
+            if entry.record.created_at_ms > 0 && expires_at_ms <= entry.record.expires_at_ms {
+                return Err(ShardError::Limit(format!(
+                    "a hold lives at most {}s in all",
+                    3 * ttl.as_secs()
+                )));
+            }
+            // Pending: the expirer leaves it alone while the new lease is written.
+            entry.state = HoldState::Pending;
+            HoldRecord {
+                expires_at_ms,
+                ..entry.record.clone()
+            }
+        };
+        let written = async {
+            let lease = self.coord.hold_lease(record.expires_at_ms).await?;
+            self.coord.extend_hold(l.epoch, &record, lease).await
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                let mut book = self.book(&l);
+                let entry = book.entry_mut(id).ok_or(ShardError::NotFound)?;
+                entry.deadline += Duration::from_millis(
+                    (record.expires_at_ms - entry.record.expires_at_ms).max(0) as u64,
+                );
+                entry.record = record;
+                entry.state = HoldState::Live;
+                let book = &*book;
+                let (_, entry) = book.entry(id).ok_or(ShardError::NotFound)?;
+                Ok(self.view(book, entry))
+            }
+            Err(CoordError::HoldGone) => {
+                if let Some(e) = self.book(&l).entry_mut(id) {
+                    e.state = HoldState::Ending;
+                }
+                let _ = self.end_holds(&l, vec![record], "expired").await;
+                Err(ShardError::Expired)
+            }
+            Err(CoordError::Fenced) => {
+                self.step_down(&l, "fenced by etcd on extend");
+                Err(ShardError::NotLeader(None))
+            }
+            Err(e) => {
+                self.step_down(&l, &format!("extending a hold failed: {e}"));
+                Err(ShardError::Unknown)
+            }
+        }
     }
 
     /// Deletes holds from etcd, then returns their seats to sale in memory.

@@ -517,3 +517,121 @@ fn random_body(rng: &mut rand::rngs::StdRng, depth: u32) -> Value {
         _ => leaf(rng),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_answers_and_holds_extend() {
+    let cluster = Cluster::start(
+        &show_yaml("documented", 2, 10, None, 4, None),
+        1,
+        3,
+        Some(60),
+    )
+    .await;
+    let r = cluster
+        .http
+        .get(format!("{}/v1/openapi.json", cluster.replicas[0].url))
+        .send()
+        .await
+        .expect("openapi");
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc = r.json::<Value>().await.expect("openapi json");
+    assert_eq!(doc["openapi"], "3.0.3");
+
+    // A hold to extend and watch, and a booking to look at.
+    let (s, hold) = cluster
+        .post(0, "/holds", "ann", json!({"seats": ["main:B:1"]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{hold}");
+    let hold_id = hold["id"].as_str().expect("id").to_string();
+    let (s, extended) = cluster
+        .post(0, &format!("/holds/{hold_id}/extend"), "ann", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{extended}");
+    assert!(
+        extended["expiresAtMs"].as_i64() >= hold["expiresAtMs"].as_i64(),
+        "{extended}"
+    );
+
+    // One hold's status stream: the hold now, then `sold` when confirmed.
+    let events = cluster
+        .http
+        .get(format!("{}/holds/{hold_id}/events", cluster.base(0)))
+        .bearer_auth(token("ann", &[]))
+        .send()
+        .await
+        .expect("hold events");
+    assert_eq!(events.status(), StatusCode::OK);
+    let (s, booking) = cluster
+        .post(
+            0,
+            &format!("/holds/{hold_id}/confirm"),
+            "ann",
+            json!({"paymentReference": "p"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{booking}");
+    let mut stream = futures::StreamExt::boxed(events.bytes_stream());
+    let mut text = String::new();
+    let sold = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+            if text.contains("\"kind\":\"sold\"") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(sold, "no sold event for the hold: {text}");
+
+    let (_, other) = cluster
+        .post(0, "/holds", "ann", json!({"seats": ["main:B:2"]}))
+        .await;
+    let other_id = other["id"].as_str().expect("id");
+    let reference = booking["reference"].as_str().expect("reference");
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let url = format!(
+                "{}{}",
+                cluster.replicas[0].url,
+                path.replace("{show}", &cluster.show)
+                    .replace("{hold}", other_id)
+                    .replace("{reference}", reference)
+            );
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let resp = cluster
+                .http
+                .request(m, &url)
+                .bearer_auth(token("usher", &["staff"]))
+                .json(&json!({"paymentReference": "p", "best": {"quantity": 1}}))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status();
+            let ct = resp.headers().get("content-type").cloned();
+            if ct
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"))
+            {
+                assert_eq!(status, StatusCode::OK, "{method} {path}");
+                continue;
+            }
+            let body = resp.text().await.unwrap_or_default();
+            assert_ne!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {body}"
+            );
+            assert!(
+                !body.contains("route not found"),
+                "{method} {path} is not routed: {body}"
+            );
+        }
+    }
+}

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::Stream;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -34,6 +34,12 @@ pub fn router() -> Router<AppState> {
             get(get_hold).delete(release_hold),
         )
         .route("/v1/shows/{show}/holds/{hold}/confirm", post(confirm_hold))
+        .route("/v1/shows/{show}/holds/{hold}/extend", post(extend_hold))
+        .route("/v1/shows/{show}/holds/{hold}/events", get(hold_events))
+        .route(
+            "/v1/shows/{show}/bookings/{reference}/events",
+            get(booking_events),
+        )
         .route("/v1/shows/{show}/bookings", get(my_bookings))
         .route("/v1/shows/{show}/bookings/{reference}", get(get_booking))
         .route(
@@ -166,6 +172,83 @@ async fn events(
         Err(_) => Some(Ok(Event::default().event("resync").data("{}"))),
     });
     Ok(Sse::new(first.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// SSE of the events that match `keep`, after a first `status` event.
+fn filtered_events<F>(
+    state: &AppState,
+    first: Value,
+    keep: F,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<F>>
+where
+    F: Fn(&crate::shard::SeatEvent) -> bool + Send + 'static,
+{
+    let head = futures::stream::once(async move {
+        Ok(Event::default()
+            .event("status")
+            .json_data(first)
+            .unwrap_or_default())
+    });
+    let live = BroadcastStream::new(state.shard.subscribe()).filter_map(move |ev| match ev {
+        Ok(ev) if keep(&ev) => Some(Ok(Event::default()
+            .event("status")
+            .json_data(&ev)
+            .unwrap_or_default())),
+        Ok(_) => None,
+        Err(_) => Some(Ok(Event::default().event("resync").data("{}"))),
+    });
+    Sse::new(head.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// One hold's status: the hold now, then `sold`, `released` or `expired`.
+async fn hold_events(
+    State(state): State<AppState>,
+    Path((show, hold)): Path<(String, String)>,
+    user: User,
+) -> Result<Response, ApiError> {
+    check_show(&state, &show)?;
+    let view = state.shard.get_hold(&user.id, user.staff, &hold)?;
+    let first = serde_json::to_value(&view).unwrap_or_default();
+    Ok(filtered_events(&state, first, move |ev| {
+        ev.hold.as_deref() == Some(hold.as_str())
+    })
+    .into_response())
+}
+
+/// One booking's status: the booking now, then `returned` when cancelled.
+async fn booking_events(
+    State(state): State<AppState>,
+    Path((show, reference)): Path<(String, String)>,
+    user: User,
+) -> Result<Response, ApiError> {
+    check_show(&state, &show)?;
+    state.shard.leadership()?;
+    let booking = state.shard.store().booking(&reference).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            e.to_string(),
+        )
+        .retry_after(1)
+    })?;
+    let booking = match booking {
+        Some(b) if user.staff || b.user == user.id => b,
+        _ => return Err(ApiError::not_found("booking")),
+    };
+    let first = serde_json::to_value(&booking).unwrap_or_default();
+    Ok(filtered_events(&state, first, move |ev| {
+        ev.booking.as_deref() == Some(reference.as_str())
+    })
+    .into_response())
+}
+
+async fn extend_hold(
+    State(state): State<AppState>,
+    Path((show, hold)): Path<(String, String)>,
+    user: User,
+) -> Result<Response, ApiError> {
+    check_show(&state, &show)?;
+    Ok(Json(state.shard.extend(&user.id, user.staff, &hold).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,7 +29,11 @@ fn main() -> std::process::ExitCode {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let claims = json!({"sub": args.sub, "roles": args.roles, "iat": now, "exp": now + args.ttl});
-    match encode(&Header::default(), &claims, &EncodingKey::from_secret(args.secret.as_bytes())) {
+    match encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(args.secret.as_bytes()),
+    ) {
         Ok(token) => {
             println!("{token}");
             std::process::ExitCode::SUCCESS

@@ -164,12 +164,12 @@ async fn kill_9_of_the_leader_under_load_loses_no_booking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_cannot_write_after_it_was_replaced() {
-    // The first replica delays every write by 1.5 s (fault injection) so it can be
+    // The first replica delays every write by 3 s (fault injection) so it can be
     // paused while it holds in-flight work; the second is normal.
     let yaml = show_yaml("fencing", 2, 5, None, 4, None);
     let mut cluster = {
         let mut c = Cluster::new(&yaml, 2, None).await;
-        c.options.extra_env = vec![("BOXOFFICE_FAULT_DELAY_WRITES_MS".into(), "1500".into())];
+        c.options.extra_env = vec![("BOXOFFICE_FAULT_DELAY_WRITES_MS".into(), "3000".into())];
         c.add_replica("old-leader").await;
         c.options.extra_env.clear();
         c
@@ -220,7 +220,22 @@ async fn a_paused_leader_cannot_write_after_it_was_replaced() {
             (r.status(), r.text().await.unwrap_or_default())
         })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Pause only once both requests are inside the old leader's write window: its log
+    // shows three delayed writes (h1's hold, then these two).
+    let log = cluster.replicas[0].process().log_path().to_path_buf();
+    boxoffice_e2e::wait_for(
+        "both writes to be in flight",
+        Duration::from_secs(20),
+        || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                Ok((text.matches("fault injection: delaying a write").count() >= 3).then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
     cluster.replicas[0]
         .process()
         .signal(Signal::SIGSTOP)

@@ -41,8 +41,8 @@ pub enum ShardError {
     Conflict(String),
     #[error("the outcome is unknown; retry with the same Idempotency-Key")]
     Unknown,
-    #[error("sales are closed")]
-    Closed,
+    #[error("{0}")]
+    Closed(String),
     #[error("too many hold attempts; slow down")]
     RateLimited,
 }
@@ -58,6 +58,19 @@ pub struct ShowInfo {
     pub hold_ttl: Duration,
     pub max_per_hold: u32,
     pub max_per_user: Option<u32>,
+    /// Sales window in Unix ms (from `spec.sales`).
+    pub opens_at_ms: Option<i64>,
+    pub closes_at_ms: Option<i64>,
+}
+
+fn rfc3339_ms(s: &Option<String>) -> anyhow::Result<Option<i64>> {
+    s.as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_millis())
+                .map_err(|e| anyhow::anyhow!("bad sales time {t:?}: {e}"))
+        })
+        .transpose()
 }
 
 impl ShowInfo {
@@ -71,7 +84,10 @@ impl ShowInfo {
             .collect();
         let hold_ttl = boxoffice_crds::validate::parse_duration(&config.spec.holds.ttl)
             .ok_or_else(|| anyhow::anyhow!("bad holds.ttl"))?;
+        let sales = config.spec.sales.clone().unwrap_or_default();
         Ok(Self {
+            opens_at_ms: rfc3339_ms(&sales.opens_at)?,
+            closes_at_ms: rfc3339_ms(&sales.closes_at)?,
             max_per_hold: config.spec.holds.max_seats_per_hold,
             max_per_user: config.spec.holds.max_seats_per_user,
             config,
@@ -279,6 +295,8 @@ pub struct Shard {
     /// it holds in-flight work. Never set in production.
     fault_delay: Option<Duration>,
     limiter: RateLimiter,
+    /// Set when the show was closed in PostgreSQL (its Show was deleted).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Per-user token buckets for hold attempts.
@@ -352,7 +370,25 @@ impl Shard {
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis),
             limiter,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether new holds may be taken now.
+    fn sales_open(&self) -> Result<()> {
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ShardError::Closed(
+                "sales are closed: the show was withdrawn".into(),
+            ));
+        }
+        let now = now_ms();
+        if self.show.opens_at_ms.is_some_and(|t| now < t) {
+            return Err(ShardError::Closed("sales have not opened yet".into()));
+        }
+        if self.show.closes_at_ms.is_some_and(|t| now >= t) {
+            return Err(ShardError::Closed("sales have closed".into()));
+        }
+        Ok(())
     }
 
     async fn fault_pause(&self) {
@@ -667,6 +703,7 @@ impl Shard {
         idempotency_key: Option<String>,
     ) -> Result<(HoldView, bool)> {
         let l = self.leadership()?;
+        self.sales_open()?;
         if !self.limiter.allow(user) {
             return Err(ShardError::RateLimited);
         }
@@ -1025,8 +1062,17 @@ impl Shard {
 
     async fn expire_loop(self: Arc<Self>, l: Arc<Leadership>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut ticks = 0u64;
         while !l.lost.is_cancelled() {
             tick.tick().await;
+            ticks += 1;
+            if ticks % 20 == 1 {
+                // The operator closes a withdrawn show in PostgreSQL; notice within ~2 s.
+                if let Ok(closed) = self.store.is_closed().await {
+                    self.closed
+                        .store(closed, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             let due: Vec<HoldRecord> = {
                 let mut book = self.book(&l);
                 let now = Instant::now();

@@ -635,3 +635,72 @@ async fn every_documented_route_answers_and_holds_extend() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_only_while_sales_are_open() {
+    let with_sales = |name: &str, sales: &str| {
+        show_yaml(name, 1, 5, None, 4, None).replace(
+            "  startsAt: \"2027-01-01T20:00:00Z\"\n",
+            &format!("  startsAt: \"2027-01-01T20:00:00Z\"\n  sales:\n{sales}"),
+        )
+    };
+    let ended = Cluster::start(
+        &with_sales("ended", "    closesAt: \"2020-01-01T00:00:00Z\"\n"),
+        1,
+        3,
+        None,
+    )
+    .await;
+    let (s, b) = ended
+        .post(0, "/holds", "ann", json!({"best": {"quantity": 1}}))
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "sales_closed");
+    drop(ended);
+
+    let future = Cluster::start(
+        &with_sales("future", "    opensAt: \"2099-01-01T00:00:00Z\"\n"),
+        1,
+        3,
+        None,
+    )
+    .await;
+    let (s, b) = future
+        .post(0, "/holds", "ann", json!({"best": {"quantity": 1}}))
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "sales_closed");
+    drop(future);
+
+    // Open, until the show is closed in PostgreSQL (what the operator's finalizer does).
+    let open = Cluster::start(&show_yaml("withdrawn", 1, 5, None, 4, None), 1, 3, None).await;
+    let (s, b) = open
+        .post(0, "/holds", "ann", json!({"best": {"quantity": 1}}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&open.db_url)
+        .await
+        .expect("db");
+    sqlx::query("UPDATE shows SET closed_at = now() WHERE show = 'tests/withdrawn'")
+        .execute(&mut db)
+        .await
+        .expect("close");
+    let closed = boxoffice_e2e::wait_for(
+        "the shard to notice the close",
+        Duration::from_secs(15),
+        || {
+            let open = &open;
+            async move {
+                let (s, b) = open
+                    .post(0, "/holds", "bob", json!({"best": {"quantity": 1}}))
+                    .await;
+                Ok(
+                    (s == StatusCode::CONFLICT && b["error"]["code"] == "sales_closed")
+                        .then_some(()),
+                )
+            }
+        },
+    )
+    .await;
+    assert!(closed.is_ok(), "{closed:?}");
+    // Existing bookings and holds are untouched; confirms still work for live holds.
+    open.check_counts(0).await.expect("counts");
+}

@@ -90,7 +90,7 @@ impl From<ShardError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unknown_outcome", message)
                     .retry_after(1)
             }
-            ShardError::Closed => ApiError::new(StatusCode::CONFLICT, "sales_closed", message),
+            ShardError::Closed(m) => ApiError::new(StatusCode::CONFLICT, "sales_closed", m),
             ShardError::RateLimited => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).retry_after(1)
             }

@@ -75,6 +75,10 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
 
+    /// OTLP (gRPC) endpoint for trace export, e.g. http://otel-collector:4317.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Log format: text or json.
     #[arg(long, env = "BOXOFFICE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -8,7 +8,6 @@ pub mod coord;
 pub mod inventory;
 pub mod shard;
 pub mod store;
-pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -81,6 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shard: shard.clone(),
         auth: Arc::new(auth),
         http: reqwest::Client::new(),
+        requests: Arc::default(),
     };
     let signal = shutdown.clone();
     tokio::spawn(async move {

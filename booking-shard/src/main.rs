@@ -8,7 +8,17 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    booking_shard::telemetry::init(&config.log_format);
+    let _telemetry = match boxoffice_telemetry::init(
+        "booking-shard",
+        &config.log_format,
+        config.otlp_endpoint.as_deref(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("booking-shard: telemetry: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     match booking_shard::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -121,6 +121,7 @@ async fn three_hundred_clients_race_for_fifty_seats() {
     assert_eq!(locks.count(), 50);
 
     // Confirm everything, concurrently.
+    let holds_confirmed = holds.len();
     let mut confirms = Vec::new();
     for (user, hold) in holds {
         let cluster = cluster.clone();
@@ -161,6 +162,34 @@ async fn three_hundred_clients_race_for_fifty_seats() {
     let counts = cluster.check_counts(0).await.expect("counts");
     assert_eq!(counts["inventory"]["sold"], 50);
     assert_eq!(counts["inventory"]["held"], 0);
+    // Metrics count what happened.
+    let metrics = cluster
+        .http
+        .get(format!("{}/metrics", cluster.replicas[0].url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let line = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{metrics}"))
+    };
+    assert_eq!(line("boxoffice_confirms_total "), holds_confirmed as f64);
+    assert_eq!(line("boxoffice_leader "), 1.0);
+    assert_eq!(
+        line(
+            "boxoffice_http_requests_total{method=\"POST\",route=\"/v1/shows/{show}/holds/{hold}/confirm\",status=\"201\"} "
+        ),
+        holds_confirmed as f64
+    );
+    assert!(
+        line("boxoffice_hold_conflicts_total ") > 0.0,
+        "the race had conflicts"
+    );
     // Confirmed holds' locks are cleared.
     let locks = etcd
         .get(

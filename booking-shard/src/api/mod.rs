@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+mod observe;
 mod routes;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub struct AppState {
     pub shard: Arc<Shard>,
     pub auth: Arc<Auth>,
     pub http: reqwest::Client,
+    pub requests: Arc<observe::RequestMetrics>,
 }
 
 /// The largest request body accepted.
@@ -47,6 +49,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .merge(v1)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
 }
@@ -122,6 +128,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             out.push_str(&format!("boxoffice_seats{{state=\"{state_name}\"}} {v}\n"));
         }
     }
+    state.requests.render(&mut out);
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -98,6 +98,18 @@ impl From<ShardError> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    /// Reads that fail: the database is unreachable or failing; retry shortly.
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            e.to_string(),
+        )
+        .retry_after(1)
+    }
+}
+
 /// `Json<T>` whose rejections use the API's error shape.
 pub struct ApiJson<T>(pub T);
 

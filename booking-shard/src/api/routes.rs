@@ -222,19 +222,7 @@ async fn booking_events(
     user: User,
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
-    state.shard.leadership()?;
-    let booking = state.shard.store().booking(&reference).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            e.to_string(),
-        )
-        .retry_after(1)
-    })?;
-    let booking = match booking {
-        Some(b) if user.staff || b.user == user.id => b,
-        _ => return Err(ApiError::not_found("booking")),
-    };
+    let booking = visible_booking(&state, &user, &reference).await?;
     let first = serde_json::to_value(&booking).unwrap_or_default();
     Ok(filtered_events(&state, first, move |ev| {
         ev.booking.as_deref() == Some(reference.as_str())
@@ -392,19 +380,7 @@ async fn my_bookings(
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
     state.shard.leadership()?;
-    let bookings = state
-        .shard
-        .store()
-        .bookings_of(&user.id)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                e.to_string(),
-            )
-            .retry_after(1)
-        })?;
+    let bookings = state.shard.store().bookings_of(&user.id).await?;
     Ok(Json(json!({"bookings": bookings})).into_response())
 }
 
@@ -414,17 +390,19 @@ async fn get_booking(
     user: User,
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
+    Ok(Json(visible_booking(&state, &user, &reference).await?).into_response())
+}
+
+/// A booking the caller may see: their own, or any for staff (404 otherwise, so
+/// references cannot be probed).
+async fn visible_booking(
+    state: &AppState,
+    user: &User,
+    reference: &str,
+) -> Result<crate::store::Booking, ApiError> {
     state.shard.leadership()?;
-    let booking = state.shard.store().booking(&reference).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            e.to_string(),
-        )
-        .retry_after(1)
-    })?;
-    match booking {
-        Some(b) if user.staff || b.user == user.id => Ok(Json(b).into_response()),
+    match state.shard.store().booking(reference).await? {
+        Some(b) if user.staff || b.user == user.id => Ok(b),
         _ => Err(ApiError::not_found("booking")),
     }
 }

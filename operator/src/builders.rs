@@ -1,0 +1,582 @@
+//! Pure functions from a Show (and the operator's defaults) to the objects it owns:
+//! a ConfigMap with the normalized show, the shard Deployment, a Service, and a
+//! PodDisruptionBudget. No cluster needed to test them.
+
+use std::collections::BTreeMap;
+
+use boxoffice_crds::{SecretKeyRef, Show, ShowConfig};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+
+/// The field manager for every server-side apply.
+pub const MANAGER: &str = "boxoffice-operator";
+/// Pod-template annotation whose change rolls the shard.
+pub const CONFIG_HASH: &str = "boxoffice.dev/config-hash";
+/// Where the ConfigMap is mounted in shard pods.
+pub const CONFIG_DIR: &str = "/etc/boxoffice";
+/// The shard's HTTP port.
+pub const HTTP_PORT: i32 = 8080;
+
+/// Names of a Show's objects.
+pub fn shard_name(show: &Show) -> String {
+    format!("{}-shard", show.name_any())
+}
+
+pub fn config_name(show: &Show) -> String {
+    format!("{}-shard-config", show.name_any())
+}
+
+/// The Service is named after the Show: clients reach `http://<show>.<ns>.svc/v1/shows/<show>`.
+pub fn service_name(show: &Show) -> String {
+    show.name_any()
+}
+
+/// Labels every owned object carries; the first three select the shard pods.
+pub fn labels(show: &Show) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "booking-shard".into()),
+        ("app.kubernetes.io/instance".into(), show.name_any()),
+        ("boxoffice.dev/show".into(), show.name_any()),
+        ("app.kubernetes.io/managed-by".into(), MANAGER.into()),
+        ("app.kubernetes.io/part-of".into(), "boxoffice".into()),
+    ])
+}
+
+pub fn selector(show: &Show) -> BTreeMap<String, String> {
+    labels(show)
+        .into_iter()
+        .filter(|(k, _)| k != "app.kubernetes.io/managed-by" && k != "app.kubernetes.io/part-of")
+        .collect()
+}
+
+fn owner(show: &Show) -> Vec<OwnerReference> {
+    show.controller_owner_ref(&()).into_iter().collect()
+}
+
+fn meta(show: &Show, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: show.namespace(),
+        labels: Some(labels(show)),
+        owner_references: Some(owner(show)),
+        ..Default::default()
+    }
+}
+
+/// The normalized show the shard reads.
+pub fn show_config(show: &Show) -> ShowConfig {
+    ShowConfig {
+        namespace: show.namespace().unwrap_or_else(|| "default".into()),
+        name: show.name_any(),
+        spec: show.spec.clone(),
+    }
+}
+
+/// A hash of what the shard process needs from the spec. Display-only fields (title,
+/// startsAt) and the shard's own deployment settings are left out, so changing them
+/// does not restart shards; seating, prices, holds and sales do.
+pub fn config_hash(show: &Show) -> String {
+    let spec = &show.spec;
+    let relevant = serde_json::json!({
+        "namespace": show.namespace(),
+        "name": show.name_any(),
+        "seating": spec.seating,
+        "categories": spec.categories,
+        "holds": spec.holds,
+        "sales": spec.sales,
+    });
+    let digest = Sha256::digest(relevant.to_string().as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn config_map(show: &Show) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(show, config_name(show)),
+        data: Some(BTreeMap::from([(
+            "show.json".into(),
+            show_config(show).to_json(),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn secret_env(name: &str, r: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+/// The Secret keys a Show's shard needs: (database, JWT).
+pub fn secret_refs(show: &Show, config: &Config) -> (SecretKeyRef, SecretKeyRef) {
+    (
+        show.spec
+            .shard
+            .database_secret_ref
+            .clone()
+            .unwrap_or_else(|| config.database_ref()),
+        show.spec
+            .shard
+            .jwt_secret_ref
+            .clone()
+            .unwrap_or_else(|| config.jwt_ref()),
+    )
+}
+
+/// The etcd endpoints the shard uses.
+pub fn etcd_endpoints(show: &Show, config: &Config) -> Vec<String> {
+    if show.spec.shard.etcd_endpoints.is_empty() {
+        config.etcd.clone()
+    } else {
+        show.spec.shard.etcd_endpoints.clone()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("250m".into())),
+            ("memory".into(), Quantity("128Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".into(),
+            Quantity("512Mi".into()),
+        )])),
+        ..Default::default()
+    }
+}
+
+pub fn deployment(show: &Show, config: &Config) -> Deployment {
+    let (database, jwt) = secret_refs(show, config);
+    let mut pod_labels = labels(show);
+    pod_labels.insert("boxoffice.dev/role".into(), "shard".into());
+    let mut envs = vec![
+        env("BOXOFFICE_SHOW", format!("{CONFIG_DIR}/show.json")),
+        env("BOXOFFICE_ETCD", etcd_endpoints(show, config).join(",")),
+        env("BOXOFFICE_LISTEN", format!("0.0.0.0:{HTTP_PORT}")),
+        env("BOXOFFICE_LOG_FORMAT", "json"),
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_IP", "status.podIP"),
+        secret_env("DATABASE_URL", &database),
+        secret_env("BOXOFFICE_JWT_SECRET", &jwt),
+    ];
+    if let Some(otlp) = &config.otlp_endpoint {
+        envs.push(env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()));
+    }
+    let container = Container {
+        name: "shard".into(),
+        image: Some(
+            show.spec
+                .shard
+                .image
+                .clone()
+                .unwrap_or_else(|| config.shard_image.clone()),
+        ),
+        args: Some(vec![]),
+        env: Some(envs),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: HTTP_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(http_probe("/readyz", 2, 2)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        resources: Some(
+            show.spec
+                .shard
+                .resources
+                .clone()
+                .unwrap_or_else(default_resources),
+        ),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "show".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let selector_labels = selector(show);
+    Deployment {
+        metadata: meta(show, shard_name(show)),
+        spec: Some(DeploymentSpec {
+            replicas: Some(show.spec.shard.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels.clone()),
+                ..Default::default()
+            },
+            // Surge first: a new pod becomes a Ready standby before an old one goes.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH.into(), config_hash(show))])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    // Enough for the leader to resign and in-flight requests to finish.
+                    termination_grace_period_seconds: Some(30),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                        max_skew: 1,
+                        topology_key: "kubernetes.io/hostname".into(),
+                        when_unsatisfiable: "ScheduleAnyway".into(),
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector_labels.clone()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    affinity: Some(Affinity {
+                        pod_anti_affinity: Some(PodAntiAffinity {
+                            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                                WeightedPodAffinityTerm {
+                                    weight: 100,
+                                    pod_affinity_term: PodAffinityTerm {
+                                        topology_key: "kubernetes.io/hostname".into(),
+                                        label_selector: Some(LabelSelector {
+                                            match_labels: Some(selector_labels),
+                                            ..Default::default()
+                                        }),
+                                        ..Default::default()
+                                    },
+                                },
+                            ]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    volumes: Some(vec![Volume {
+                        name: "show".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: config_name(show),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn service(show: &Show) -> Service {
+    Service {
+        metadata: meta(show, service_name(show)),
+        spec: Some(ServiceSpec {
+            selector: Some(selector(show)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// At most one shard pod voluntarily disrupted at a time.
+pub fn pdb(show: &Show) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(show, shard_name(show)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector(show)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The URL clients use inside the cluster.
+pub fn endpoint(show: &Show) -> String {
+    format!(
+        "http://{}.{}.svc/v1/shows/{}",
+        service_name(show),
+        show.namespace().unwrap_or_else(|| "default".into()),
+        show.name_any()
+    )
+}
+
+/// The API version/kind pair of Show, for owner references in tests.
+pub fn show_api_version() -> String {
+    Show::api_version(&()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn theatre() -> Show {
+        let text = include_str!("../../examples/shows/theatre.yaml");
+        let mut show: Show = serde_yaml_from(text);
+        show.metadata.namespace = Some("arts".into());
+        show.metadata.uid = Some("1234".into());
+        show
+    }
+
+    fn serde_yaml_from(text: &str) -> Show {
+        let config = boxoffice_crds::ShowConfig::parse(text).expect("theatre parses");
+        Show::new(&config.name, config.spec)
+    }
+
+    fn config() -> Config {
+        Config::parse_from([
+            "boxoffice-operator",
+            "--etcd",
+            "http://etcd-a:2379,http://etcd-b:2379",
+        ])
+    }
+
+    #[test]
+    fn objects_are_owned_and_labelled() {
+        let show = theatre();
+        let d = deployment(&show, &config());
+        let owner = &d.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(owner.kind, "Show");
+        assert_eq!(owner.name, "hamlet-opening");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(d.metadata.name.as_deref(), Some("hamlet-opening-shard"));
+        for labels in [
+            &d.metadata.labels,
+            &service(&show).metadata.labels,
+            &pdb(&show).metadata.labels,
+            &config_map(&show).metadata.labels,
+        ] {
+            assert_eq!(
+                labels.as_ref().expect("labels")["boxoffice.dev/show"],
+                "hamlet-opening"
+            );
+        }
+        assert_eq!(
+            service(&show).spec.expect("spec").selector,
+            Some(selector(&show))
+        );
+    }
+
+    #[test]
+    fn deployment_wires_config_secrets_and_probes() {
+        let show = theatre();
+        let d = deployment(&show, &config());
+        let spec = d.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(2));
+        let pod = spec.template.spec.expect("pod");
+        let c = &pod.containers[0];
+        let env: BTreeMap<_, _> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.clone()))
+            .collect();
+        assert_eq!(
+            env["BOXOFFICE_ETCD"].value.as_deref(),
+            Some("http://etcd-a:2379,http://etcd-b:2379")
+        );
+        let db = env["DATABASE_URL"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("db secret");
+        assert_eq!(
+            (db.name.as_str(), db.key.as_str()),
+            ("boxoffice-database", "url")
+        );
+        assert!(env["BOXOFFICE_JWT_SECRET"].value_from.is_some());
+        assert_eq!(
+            env["BOXOFFICE_SHOW"].value.as_deref(),
+            Some("/etc/boxoffice/show.json")
+        );
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.as_deref()),
+            Some("/readyz")
+        );
+        assert_eq!(
+            c.liveness_probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.as_deref()),
+            Some("/healthz")
+        );
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert_eq!(
+            pod.security_context
+                .as_ref()
+                .and_then(|s| s.run_as_non_root),
+            Some(true)
+        );
+        assert!(pod.termination_grace_period_seconds >= Some(10));
+        assert!(pod.topology_spread_constraints.is_some());
+        let hash = spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .expect("annotations")[CONFIG_HASH]
+            .clone();
+        assert_eq!(hash, config_hash(&show));
+    }
+
+    #[test]
+    fn per_show_overrides_win() {
+        let mut show = theatre();
+        show.spec.shard.etcd_endpoints = vec!["http://other:2379".into()];
+        show.spec.shard.database_secret_ref = Some(SecretKeyRef {
+            name: "arts-db".into(),
+            key: "dsn".into(),
+        });
+        show.spec.shard.image = Some("registry.example/shard:dev".into());
+        let d = deployment(&show, &config());
+        let pod = d.spec.expect("spec").template.spec.expect("pod");
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("registry.example/shard:dev"));
+        let env: BTreeMap<_, _> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.clone()))
+            .collect();
+        assert_eq!(
+            env["BOXOFFICE_ETCD"].value.as_deref(),
+            Some("http://other:2379")
+        );
+        let db = env["DATABASE_URL"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("db");
+        assert_eq!(db.name, "arts-db");
+    }
+
+    #[test]
+    fn config_hash_follows_seating_not_title() {
+        let show = theatre();
+        let mut retitled = show.clone();
+        retitled.spec.title = "Hamlet — Second Night".into();
+        assert_eq!(config_hash(&show), config_hash(&retitled));
+        let mut rescaled = show.clone();
+        rescaled.spec.shard.replicas = 3;
+        assert_eq!(config_hash(&show), config_hash(&rescaled));
+        let mut reseated = show.clone();
+        reseated.spec.seating.sections[0].rows[0].seats = 30;
+        assert_ne!(config_hash(&show), config_hash(&reseated));
+        let mut repriced = show;
+        repriced.spec.categories[0].price = "99.00".into();
+        assert_ne!(config_hash(&retitled), config_hash(&repriced));
+    }
+
+    #[test]
+    fn config_map_holds_the_normalized_show() {
+        let show = theatre();
+        let cm = config_map(&show);
+        let json = &cm.data.expect("data")["show.json"];
+        let parsed = ShowConfig::parse(json).expect("the shard can read it");
+        assert_eq!(parsed.name, "hamlet-opening");
+        assert_eq!(parsed.namespace, "arts");
+        assert_eq!(parsed.spec, show.spec);
+    }
+}

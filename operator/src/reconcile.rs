@@ -1,0 +1,495 @@
+//! The Show reconciler: owned objects by server-side apply, status, events, finalizer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boxoffice_crds::{InventoryCounts, Show, ShowStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::builders::{self, MANAGER};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Finalizer that closes sales before a Show goes.
+pub const FINALIZER: &str = "boxoffice.dev/close-sales";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("closing sales in PostgreSQL: {0}")]
+    Database(String),
+}
+
+impl Error {
+    /// The `error` label of the errors metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(_) => "finalizer",
+            Error::Database(_) => "database",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub http: reqwest::Client,
+    etcd: Mutex<HashMap<String, etcd_client::Client>>,
+}
+
+impl Context {
+    pub fn new(client: Client, config: Config, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+        Self {
+            client,
+            config,
+            recorder,
+            metrics,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            etcd: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Reconciles one Show.
+pub async fn reconcile(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    ctx.metrics
+        .reconciles
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ns = show.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<Show> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, show, |event| async {
+        match event {
+            Finalizer::Apply(show) => apply(show, ctx.clone()).await,
+            Finalizer::Cleanup(show) => cleanup(show, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.observe_duration(start.elapsed());
+    result
+}
+
+/// Requeues failed reconciles.
+pub fn error_policy(show: Arc<Show>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(show = %show.name_any(), %error, "reconcile failed");
+    ctx.metrics.error(error.metric_label());
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn apply_object<K>(client: &Client, ns: &str, obj: &K) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = show.namespace().unwrap_or_else(|| "default".into());
+    let client = &ctx.client;
+    let first_time = show.status.is_none();
+
+    apply_object(client, &ns, &builders::config_map(&show)).await?;
+    apply_object(client, &ns, &builders::deployment(&show, &ctx.config)).await?;
+    apply_object(client, &ns, &builders::service(&show)).await?;
+    apply_object(client, &ns, &builders::pdb(&show)).await?;
+    if first_time {
+        publish(
+            &ctx,
+            &show,
+            EventType::Normal,
+            "Provisioned",
+            "created the shard's ConfigMap, Deployment, Service and PodDisruptionBudget",
+        )
+        .await;
+    }
+
+    let missing = missing_secrets(&ctx, &show, &ns).await?;
+    let deployment: Option<Deployment> = Api::namespaced(client.clone(), &ns)
+        .get_opt(&builders::shard_name(&show))
+        .await?;
+    let leader = leader_of(&ctx, &show, &ns).await;
+    let counts = match &leader {
+        Some((_, address)) => counts_from(&ctx, address, &show.name_any()).await,
+        None => None,
+    };
+    let status = status_for(
+        &show,
+        deployment.as_ref(),
+        missing.as_deref(),
+        leader.as_ref().map(|l| l.0.clone()),
+        counts,
+    );
+
+    let previous = show.status.clone().unwrap_or_default();
+    if let Some(message) = &missing
+        && !previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.status == "True")
+    {
+        publish(&ctx, &show, EventType::Warning, "SecretMissing", message).await;
+    }
+    if status.leader.is_some() && status.leader != previous.leader {
+        let note = format!(
+            "{} leads the shard",
+            status.leader.clone().unwrap_or_default()
+        );
+        publish(&ctx, &show, EventType::Normal, "LeaderElected", &note).await;
+    }
+    if status.phase.as_deref() == Some("SoldOut") && previous.phase.as_deref() != Some("SoldOut") {
+        publish(
+            &ctx,
+            &show,
+            EventType::Normal,
+            "SoldOut",
+            "every seat is sold",
+        )
+        .await;
+    }
+
+    let api: Api<Show> = Api::namespaced(client.clone(), &ns);
+    let patch = json!({
+        "apiVersion": Show::api_version(&()),
+        "kind": Show::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &show.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(Action::requeue(Duration::from_secs(
+        ctx.config.status_interval.max(1),
+    )))
+}
+
+/// A message naming the Secrets (or keys) the shard needs but cannot find.
+async fn missing_secrets(ctx: &Context, show: &Show, ns: &str) -> Result<Option<String>> {
+    let (database, jwt) = builders::secret_refs(show, &ctx.config);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut missing = Vec::new();
+    for (what, r) in [("database URL", database), ("JWT key", jwt)] {
+        match secrets.get_opt(&r.name).await? {
+            None => missing.push(format!("Secret {ns}/{} ({what}) not found", r.name)),
+            Some(s) => {
+                let has = s.data.as_ref().is_some_and(|d| d.contains_key(&r.key))
+                    || s.string_data
+                        .as_ref()
+                        .is_some_and(|d| d.contains_key(&r.key));
+                if !has {
+                    missing.push(format!(
+                        "Secret {ns}/{} has no key {:?} ({what})",
+                        r.name, r.key
+                    ));
+                }
+            }
+        }
+    }
+    Ok((!missing.is_empty()).then(|| missing.join("; ")))
+}
+
+/// The shard's leader from its election key in etcd: (pod, address).
+async fn leader_of(ctx: &Context, show: &Show, ns: &str) -> Option<(String, String)> {
+    let endpoints = builders::etcd_endpoints(show, &ctx.config);
+    let key = endpoints.join(",");
+    let mut client = {
+        let mut cache = ctx.etcd.lock().await;
+        match cache.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let options = etcd_client::ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(Duration::from_secs(2));
+                let c = etcd_client::Client::connect(&endpoints, Some(options))
+                    .await
+                    .ok()?;
+                cache.insert(key, c.clone());
+                c
+            }
+        }
+    };
+    let resp = client
+        .get(format!("/boxoffice/{ns}/{}/leader", show.name_any()), None)
+        .await
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(resp.kvs().first()?.value()).ok()?;
+    Some((
+        value["pod"].as_str()?.to_string(),
+        value["address"].as_str()?.to_string(),
+    ))
+}
+
+async fn counts_from(ctx: &Context, address: &str, show: &str) -> Option<InventoryCounts> {
+    let url = format!(
+        "{}/v1/shows/{show}/availability",
+        address.trim_end_matches('/')
+    );
+    let body: serde_json::Value = ctx.http.get(url).send().await.ok()?.json().await.ok()?;
+    serde_json::from_value(body["inventory"].clone()).ok()
+}
+
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    // Keep the transition time while the status stays the same.
+    let last = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: last,
+    }
+}
+
+/// The status of a Show from what was observed. Pure, so it is unit-tested.
+pub fn status_for(
+    show: &Show,
+    deployment: Option<&Deployment>,
+    missing_secrets: Option<&str>,
+    leader: Option<String>,
+    counts: Option<InventoryCounts>,
+) -> ShowStatus {
+    let generation = show.metadata.generation;
+    let previous = show.status.clone().unwrap_or_default();
+    let want = show.spec.shard.replicas;
+    let d = deployment
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
+    let ready = d.ready_replicas.unwrap_or(0);
+    let updated = d.updated_replicas.unwrap_or(0);
+    let current = deployment
+        .and_then(|dep| dep.metadata.generation)
+        .is_some_and(|g| d.observed_generation == Some(g));
+    let rolled_out = current && updated >= want && ready >= want && d.replicas.unwrap_or(0) == want;
+    let is_ready = leader.is_some() && missing_secrets.is_none();
+
+    let mut conditions = Vec::new();
+    conditions.push(if is_ready {
+        condition(
+            &previous.conditions,
+            "Ready",
+            true,
+            "LeaderElected",
+            &format!(
+                "{} leads; {ready}/{want} replicas ready",
+                leader.clone().unwrap_or_default()
+            ),
+            generation,
+        )
+    } else if let Some(m) = missing_secrets {
+        condition(
+            &previous.conditions,
+            "Ready",
+            false,
+            "SecretMissing",
+            m,
+            generation,
+        )
+    } else {
+        condition(
+            &previous.conditions,
+            "Ready",
+            false,
+            "NoLeader",
+            &format!("no shard leads yet; {ready}/{want} replicas ready"),
+            generation,
+        )
+    });
+    conditions.push(if rolled_out {
+        condition(
+            &previous.conditions,
+            "Progressing",
+            false,
+            "RolloutComplete",
+            &format!("{want} replicas up to date"),
+            generation,
+        )
+    } else {
+        condition(
+            &previous.conditions,
+            "Progressing",
+            true,
+            "RollingOut",
+            &format!("{updated}/{want} replicas updated, {ready} ready"),
+            generation,
+        )
+    });
+    conditions.push(match missing_secrets {
+        Some(m) => condition(
+            &previous.conditions,
+            "Degraded",
+            true,
+            "SecretMissing",
+            m,
+            generation,
+        ),
+        None if ready == 0 && current && want > 0 && !is_ready => condition(
+            &previous.conditions,
+            "Degraded",
+            true,
+            "NoReadyReplicas",
+            "no shard replica is ready",
+            generation,
+        ),
+        None => condition(
+            &previous.conditions,
+            "Degraded",
+            false,
+            "AsExpected",
+            "",
+            generation,
+        ),
+    });
+
+    let counts = counts.or(previous.inventory);
+    let phase = if missing_secrets.is_some() {
+        "Degraded"
+    } else if !is_ready {
+        "Provisioning"
+    } else if counts.is_some_and(|c| c.total > 0 && c.available == 0 && c.held == 0) {
+        "SoldOut"
+    } else {
+        "OnSale"
+    };
+    ShowStatus {
+        observed_generation: generation,
+        conditions,
+        phase: Some(phase.into()),
+        leader,
+        endpoint: Some(builders::endpoint(show)),
+        epoch: previous.epoch,
+        inventory: counts,
+    }
+}
+
+async fn publish(ctx: &Context, show: &Show, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &show.object_ref(&())).await {
+        warn!(error = %e, "publishing an event failed");
+    }
+}
+
+/// Before the Show goes: close sales in PostgreSQL (bookings stay). The owned objects
+/// are removed by the garbage collector once the finalizer is gone.
+async fn cleanup(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = show.namespace().unwrap_or_else(|| "default".into());
+    let (database, _) = builders::secret_refs(&show, &ctx.config);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let url = secrets
+        .get_opt(&database.name)
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|d| {
+            d.get(&database.key)
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        });
+    match url {
+        Some(url) => {
+            close_sales(&url, &format!("{ns}/{}", show.name_any())).await?;
+            publish(
+                &ctx,
+                &show,
+                EventType::Normal,
+                "SalesClosed",
+                "sales closed; bookings are kept",
+            )
+            .await;
+        }
+        None => {
+            // Without the database there is nothing to close; never block deletion.
+            publish(
+                &ctx,
+                &show,
+                EventType::Warning,
+                "SalesNotClosed",
+                "the database Secret is missing; nothing was closed",
+            )
+            .await;
+        }
+    }
+    info!(show = %show.name_any(), "finalized");
+    Ok(Action::await_change())
+}
+
+async fn close_sales(url: &str, show: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| Error::Database(e.to_string()))?;
+    let result = sqlx::query(
+        "INSERT INTO shows (show, closed_at) VALUES ($1, now()) \
+         ON CONFLICT (show) DO UPDATE SET closed_at = COALESCE(shows.closed_at, now())",
+    )
+    .bind(show)
+    .execute(&mut conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        // No shard ever ran against this database: nothing was sold, nothing to close.
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") => {
+            Ok(())
+        }
+        Err(e) => Err(Error::Database(e.to_string())),
+    }
+}
+
+/// Shorthand used by main and tests: ConfigMap, Service and PDB types the controller owns.
+pub type Owned = (ConfigMap, Deployment, Service, PodDisruptionBudget);

@@ -14,6 +14,8 @@ command -v kubectl >/dev/null || { echo "test.sh: kubectl is required on PATH" >
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Binaries first: e2e tests run the shard and operator as processes.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"
 
 # The README's "run it" command still works: start the demo, book through the standby.

@@ -314,6 +314,11 @@ pub fn status_for(
         .is_some_and(|g| d.observed_generation == Some(g));
     let rolled_out = current && updated >= want && ready >= want && d.replicas.unwrap_or(0) == want;
     let is_ready = leader.is_some() && missing_secrets.is_none();
+    let stuck = d.conditions.iter().flatten().any(|c| {
+        c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
 
     let mut conditions = Vec::new();
     conditions.push(if is_ready {
@@ -375,12 +380,14 @@ pub fn status_for(
             m,
             generation,
         ),
-        None if ready == 0 && current && want > 0 && !is_ready => condition(
+        // A rollout that stopped making progress (the Deployment's own deadline), not
+        // one that is still starting: that is what Progressing says.
+        None if stuck => condition(
             &previous.conditions,
             "Degraded",
             true,
-            "NoReadyReplicas",
-            "no shard replica is ready",
+            "RolloutStuck",
+            "the shard rollout exceeded its progress deadline",
             generation,
         ),
         None => condition(
@@ -493,3 +500,120 @@ async fn close_sales(url: &str, show: &str) -> Result<()> {
 
 /// Shorthand used by main and tests: ConfigMap, Service and PDB types the controller owns.
 pub type Owned = (ConfigMap, Deployment, Service, PodDisruptionBudget);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxoffice_crds::ShowConfig;
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+
+    fn club() -> Show {
+        let config =
+            ShowConfig::parse(include_str!("../../examples/shows/club.yaml")).expect("club");
+        let mut show = Show::new(&config.name, config.spec);
+        show.metadata.namespace = Some("default".into());
+        show.metadata.generation = Some(3);
+        show
+    }
+
+    fn deployment(ready: i32, updated: i32) -> Deployment {
+        Deployment {
+            metadata: kube::api::ObjectMeta {
+                generation: Some(1),
+                ..Default::default()
+            },
+            status: Some(DeploymentStatus {
+                observed_generation: Some(1),
+                replicas: Some(2),
+                ready_replicas: Some(ready),
+                updated_replicas: Some(updated),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn cond<'a>(s: &'a ShowStatus, t: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition")
+    }
+
+    #[test]
+    fn provisioning_then_ready_then_sold_out() {
+        let mut show = club();
+        let s = status_for(&show, Some(&deployment(0, 0)), None, None, None);
+        assert_eq!(s.phase.as_deref(), Some("Provisioning"));
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "Progressing").status, "True");
+        assert_eq!(cond(&s, "Degraded").status, "False");
+        assert_eq!(s.observed_generation, Some(3));
+
+        let counts = InventoryCounts {
+            total: 40,
+            available: 38,
+            held: 0,
+            sold: 2,
+        };
+        let s = status_for(
+            &show,
+            Some(&deployment(2, 2)),
+            None,
+            Some("shard-a".into()),
+            Some(counts),
+        );
+        assert_eq!(s.phase.as_deref(), Some("OnSale"));
+        assert_eq!(cond(&s, "Ready").reason, "LeaderElected");
+        assert_eq!(cond(&s, "Progressing").status, "False");
+        assert_eq!(s.inventory, Some(counts));
+
+        show.status = Some(s.clone());
+        let sold_out = InventoryCounts {
+            total: 40,
+            available: 0,
+            held: 0,
+            sold: 40,
+        };
+        let s2 = status_for(
+            &show,
+            Some(&deployment(2, 2)),
+            None,
+            Some("shard-a".into()),
+            Some(sold_out),
+        );
+        assert_eq!(s2.phase.as_deref(), Some("SoldOut"));
+        // Unchanged condition keeps its transition time.
+        assert_eq!(
+            cond(&s2, "Ready").last_transition_time,
+            cond(&s, "Ready").last_transition_time
+        );
+        // Counts survive a moment without a leader answer.
+        let s3 = status_for(
+            &show,
+            Some(&deployment(2, 2)),
+            None,
+            Some("shard-a".into()),
+            None,
+        );
+        assert_eq!(s3.inventory, Some(counts));
+    }
+
+    #[test]
+    fn missing_secret_degrades() {
+        let s = status_for(
+            &club(),
+            None,
+            Some("Secret default/x not found"),
+            Some("shard-a".into()),
+            None,
+        );
+        assert_eq!(s.phase.as_deref(), Some("Degraded"));
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "SecretMissing")
+        );
+        assert_eq!(cond(&s, "Ready").status, "False");
+    }
+}

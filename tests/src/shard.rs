@@ -142,3 +142,17 @@ impl ShardProcess {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 }
+
+/// The `booking-shard` binary built by `cargo test --workspace` (or `cargo build`).
+pub fn shard_binary() -> Result<PathBuf> {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| crate::tools::repo_root().join("target"));
+    let path = target.join("debug").join("booking-shard");
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: run `cargo build -p booking-shard` first",
+        path.display()
+    );
+    Ok(path)
+}

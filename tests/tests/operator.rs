@@ -1,0 +1,569 @@
+//! The operator against a real control plane: owned objects, status from a real shard
+//! leader, rollouts on seating changes, self-healing, Degraded on a missing Secret, and
+//! the finalizer closing sales while bookings stay.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use boxoffice_crds::Show;
+use boxoffice_e2e::shard::{TEST_JWT_SECRET, shard_binary};
+use boxoffice_e2e::tools::repo_root;
+use boxoffice_e2e::{
+    ControlPlane, EtcdOptions, EtcdServer, PostgresServer, ShardOptions, ShardProcess, token,
+    wait_for,
+};
+use boxoffice_operator::config::Config;
+use clap::Parser;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use sqlx::Connection;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+struct Shared {
+    plane: ControlPlane,
+    etcd: EtcdServer,
+}
+
+async fn shared() -> &'static Shared {
+    static SHARED: OnceCell<Shared> = OnceCell::const_new();
+    SHARED
+        .get_or_init(|| async {
+            let plane = ControlPlane::start().await.expect("control plane");
+            plane.install_show_crd().await.expect("CRD");
+            let etcd = EtcdServer::start(EtcdOptions {
+                name: "shard-etcd".into(),
+                unsafe_no_fsync: true,
+            })
+            .await
+            .expect("etcd");
+            Shared { plane, etcd }
+        })
+        .await
+}
+
+/// A namespace for one test, with an operator that watches only it.
+struct Fixture {
+    plane: &'static ControlPlane,
+    client: Client,
+    ns: String,
+    db_url: String,
+    operator: CancellationToken,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.operator.cancel();
+    }
+}
+
+async fn fixture(ns: &str, with_secrets: bool) -> Fixture {
+    let shared = shared().await;
+    let client = shared.plane.client().await.expect("client");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
+        .await
+        .expect("namespace");
+    let db_url = PostgresServer::shared()
+        .await
+        .expect("pg")
+        .create_database()
+        .await
+        .expect("db");
+    if with_secrets {
+        create_secrets(&client, ns, &db_url).await;
+    }
+    let config = Config::parse_from([
+        "boxoffice-operator",
+        "--etcd",
+        &shared.etcd.endpoint(),
+        "--watch-namespaces",
+        ns,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--status-interval",
+        "1",
+        "--shard-image",
+        "boxoffice/booking-shard:test",
+    ]);
+    let operator = CancellationToken::new();
+    tokio::spawn(boxoffice_operator::run(
+        client.clone(),
+        config,
+        operator.clone(),
+    ));
+    Fixture {
+        plane: &shared.plane,
+        client,
+        ns: ns.into(),
+        db_url,
+        operator,
+        dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+async fn create_secrets(client: &Client, ns: &str, db_url: &str) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for (name, key, value) in [
+        ("boxoffice-database", "url", db_url),
+        ("boxoffice-jwt", "secret", TEST_JWT_SECRET),
+    ] {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                key.to_string(),
+                ByteString(value.as_bytes().to_vec()),
+            )])),
+            ..Default::default()
+        };
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret");
+    }
+}
+
+fn kubectl_apply(f: &Fixture, file: &str) {
+    let path = repo_root().join(file).display().to_string();
+    let (ok, _, err) = f
+        .plane
+        .kubectl_run(&["apply", "-n", &f.ns, "-f", &path])
+        .expect("kubectl");
+    assert!(ok, "{err}");
+}
+
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn wait_show<T>(
+    f: &Fixture,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Show) -> Option<T>,
+) -> T {
+    let api: Api<Show> = Api::namespaced(f.client.clone(), &f.ns);
+    wait_for(what, Duration::from_secs(60), || {
+        let api = api.clone();
+        let check = &check;
+        async move { Ok(api.get_opt(name).await?.as_ref().and_then(check)) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", f.plane.logs()))
+}
+
+fn condition(show: &Show, type_: &str) -> Option<(String, String, String)> {
+    show.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Starts shard processes for a Show from the ConfigMap the operator wrote (what the
+/// pods would mount).
+async fn start_shards(f: &Fixture, show: &str, n: usize) -> Vec<ShardProcess> {
+    let cm: ConfigMap = wait_for("the shard ConfigMap", Duration::from_secs(30), || async {
+        Ok(get::<ConfigMap>(&f.client, &f.ns, &format!("{show}-shard-config")).await)
+    })
+    .await
+    .expect("configmap");
+    let file = f.dir.path().join(format!("{show}.json"));
+    std::fs::write(&file, &cm.data.expect("data")["show.json"]).expect("write");
+    let options = ShardOptions {
+        binary: shard_binary().expect("shard binary"),
+        show_file: file,
+        etcd: shared().await.etcd.endpoint(),
+        database_url: f.db_url.clone(),
+        lease_ttl: 2,
+        hold_ttl_seconds: None,
+        extra_env: vec![],
+    };
+    let mut shards = Vec::new();
+    for i in 0..n {
+        shards.push(
+            ShardProcess::start(&format!("{show}-shard-{i}"), &options, f.dir.path())
+                .await
+                .expect("shard"),
+        );
+    }
+    shards
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn theatre_gets_its_objects_and_becomes_ready_with_counts() {
+    let f = fixture("op-theatre", true).await;
+    kubectl_apply(&f, "examples/shows/theatre.yaml");
+    let name = "hamlet-opening";
+
+    let show = wait_show(&f, name, "status Progressing", |s| {
+        let (status, _, _) = condition(s, "Progressing")?;
+        (status == "True").then(|| s.clone())
+    })
+    .await;
+    let uid = show.uid().expect("uid");
+    assert_eq!(
+        show.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .as_deref(),
+        Some("Provisioning")
+    );
+    assert!(
+        show.finalizers()
+            .iter()
+            .any(|f| f == "boxoffice.dev/close-sales")
+    );
+
+    let owned_by_show =
+        |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+            refs.iter()
+                .any(|o| o.uid == uid && o.kind == "Show" && o.controller == Some(true))
+        };
+    let d: Deployment = get(&f.client, &f.ns, "hamlet-opening-shard")
+        .await
+        .expect("deployment");
+    assert!(owned_by_show(d.owner_references()));
+    assert_eq!(d.labels()["boxoffice.dev/show"], name);
+    let template = d.spec.as_ref().expect("spec").template.clone();
+    let annotations = template
+        .metadata
+        .and_then(|m| m.annotations)
+        .expect("annotations");
+    assert_eq!(annotations["boxoffice.dev/config-hash"].len(), 16);
+    let c = &template.spec.expect("pod").containers[0];
+    assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
+    assert_eq!(c.image.as_deref(), Some("boxoffice/booking-shard:test"));
+    let svc: Service = get(&f.client, &f.ns, name).await.expect("service");
+    assert!(owned_by_show(svc.owner_references()));
+    let pdb: PodDisruptionBudget = get(&f.client, &f.ns, "hamlet-opening-shard")
+        .await
+        .expect("pdb");
+    assert!(owned_by_show(pdb.owner_references()));
+    let cm: ConfigMap = get(&f.client, &f.ns, "hamlet-opening-shard-config")
+        .await
+        .expect("configmap");
+    assert!(owned_by_show(cm.owner_references()));
+
+    // Shards (run as processes here) elect a leader; the operator sees it in etcd.
+    let shards = start_shards(&f, name, 2).await;
+    let show = wait_show(&f, name, "Ready with a leader", |s| {
+        let (status, _, _) = condition(s, "Ready")?;
+        (status == "True").then(|| s.clone())
+    })
+    .await;
+    let status = show.status.expect("status");
+    let leader = status.leader.clone().expect("leader");
+    assert!(shards.iter().any(|s| s.name == leader), "{leader}");
+    let inventory = status.inventory.expect("inventory");
+    assert_eq!(inventory.total, 1512);
+    assert_eq!(inventory.available, 1512);
+    assert_eq!(status.phase.as_deref(), Some("OnSale"));
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("http://hamlet-opening.op-theatre.svc/v1/shows/hamlet-opening")
+    );
+
+    // Sell two seats; the counts follow.
+    let http = reqwest::Client::new();
+    let base = format!("{}/v1/shows/{name}", shards[0].url);
+    let hold: serde_json::Value = http
+        .post(format!("{base}/holds"))
+        .bearer_auth(token("ann", &[]))
+        .json(&json!({"seats": ["stalls:A:1", "stalls:A:2"]}))
+        .send()
+        .await
+        .expect("hold")
+        .json()
+        .await
+        .expect("json");
+    let id = hold["id"].as_str().expect("hold id");
+    let resp = http
+        .post(format!("{base}/holds/{id}/confirm"))
+        .bearer_auth(token("ann", &[]))
+        .json(&json!({"paymentReference": "p"}))
+        .send()
+        .await
+        .expect("confirm");
+    assert_eq!(resp.status(), 201);
+    wait_show(&f, name, "sold count 2", |s| {
+        (s.status.as_ref()?.inventory?.sold == 2).then_some(())
+    })
+    .await;
+
+    let (ok, out, err) = f
+        .plane
+        .kubectl_run(&["get", "shows", "-n", &f.ns])
+        .expect("kubectl");
+    assert!(ok, "{err}");
+    let row: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &row[..5],
+        [name, "True", leader.as_str(), "1510", "2"],
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seating_changes_roll_the_shard_and_title_changes_do_not() {
+    let f = fixture("op-rollout", true).await;
+    kubectl_apply(&f, "examples/shows/club.yaml");
+    let deployments: Api<Deployment> = Api::namespaced(f.client.clone(), &f.ns);
+    let hash_of = |d: &Deployment| {
+        d.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get("boxoffice.dev/config-hash")
+            .cloned()
+    };
+    let first = wait_for("the deployment", Duration::from_secs(30), || async {
+        Ok(deployments
+            .get_opt("club-night-shard")
+            .await?
+            .as_ref()
+            .and_then(hash_of))
+    })
+    .await
+    .expect("deployment");
+    let shows: Api<Show> = Api::namespaced(f.client.clone(), &f.ns);
+    let patch = |value: serde_json::Value| {
+        let shows = shows.clone();
+        async move {
+            shows
+                .patch("club-night", &PatchParams::default(), &Patch::Merge(value))
+                .await
+                .expect("patch")
+        }
+    };
+
+    patch(json!({"spec": {"title": "Late Set — Extended"}})).await;
+    wait_for(
+        "the ConfigMap to carry the new title",
+        Duration::from_secs(30),
+        || async {
+            let cm = get::<ConfigMap>(&f.client, &f.ns, "club-night-shard-config").await;
+            Ok(cm
+                .and_then(|c| c.data)
+                .is_some_and(|d| d["show.json"].contains("Extended"))
+                .then_some(()))
+        },
+    )
+    .await
+    .expect("title in the ConfigMap");
+    let after_title = deployments.get("club-night-shard").await.expect("get");
+    assert_eq!(
+        hash_of(&after_title).as_ref(),
+        Some(&first),
+        "a title change must not roll the shard"
+    );
+
+    patch(json!({"spec": {"seating": {"sections": [{"name": "floor", "category": "standard", "rows": [{"names": "A-E", "seats": 10}]}]}}})).await;
+    let second = wait_for("a new config hash", Duration::from_secs(30), || async {
+        let d = deployments.get("club-night-shard").await?;
+        Ok(hash_of(&d).filter(|h| *h != first))
+    })
+    .await
+    .expect("rolled");
+    assert_ne!(second, first);
+    let cm = get::<ConfigMap>(&f.client, &f.ns, "club-night-shard-config")
+        .await
+        .expect("cm");
+    assert!(cm.data.expect("data")["show.json"].contains("A-E"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_children_come_back() {
+    let f = fixture("op-heal", true).await;
+    kubectl_apply(&f, "examples/shows/club.yaml");
+    let deployments: Api<Deployment> = Api::namespaced(f.client.clone(), &f.ns);
+    let services: Api<Service> = Api::namespaced(f.client.clone(), &f.ns);
+    let d = wait_for("the deployment", Duration::from_secs(30), || async {
+        Ok(deployments.get_opt("club-night-shard").await?)
+    })
+    .await
+    .expect("deployment");
+    let s = services.get("club-night").await.expect("service");
+    deployments
+        .delete("club-night-shard", &DeleteParams::default())
+        .await
+        .expect("delete");
+    services
+        .delete("club-night", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(
+        "a new Deployment and Service",
+        Duration::from_secs(30),
+        || async {
+            let d2 = deployments.get_opt("club-night-shard").await?;
+            let s2 = services.get_opt("club-night").await?;
+            Ok(match (d2, s2) {
+                (Some(d2), Some(s2)) if d2.uid() != d.uid() && s2.uid() != s.uid() => Some(()),
+                _ => None,
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_is_degraded_until_it_appears() {
+    let f = fixture("op-secret", false).await;
+    kubectl_apply(&f, "examples/shows/club.yaml");
+    let (_, reason, message) = wait_show(&f, "club-night", "Degraded", |s| {
+        let c = condition(s, "Degraded")?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "SecretMissing");
+    assert!(
+        message.contains("Secret op-secret/boxoffice-database (database URL) not found"),
+        "{message}"
+    );
+    let show: Show = Api::namespaced(f.client.clone(), &f.ns)
+        .get("club-night")
+        .await
+        .expect("show");
+    assert_eq!(
+        show.status.and_then(|s| s.phase).as_deref(),
+        Some("Degraded")
+    );
+
+    create_secrets(&f.client, &f.ns, &f.db_url).await;
+    wait_show(&f, "club-night", "Degraded cleared", |s| {
+        let c = condition(s, "Degraded")?;
+        (c.0 == "False").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_show_closes_sales_and_keeps_bookings() {
+    let f = fixture("op-delete", true).await;
+    kubectl_apply(&f, "examples/shows/club.yaml");
+    let shards = start_shards(&f, "club-night", 1).await;
+    wait_show(&f, "club-night", "Ready", |s| {
+        (condition(s, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/v1/shows/club-night", shards[0].url);
+    let hold: serde_json::Value = http
+        .post(format!("{base}/holds"))
+        .bearer_auth(token("ann", &[]))
+        .json(&json!({"best": {"quantity": 2}}))
+        .send()
+        .await
+        .expect("hold")
+        .json()
+        .await
+        .expect("json");
+    let id = hold["id"].as_str().expect("id");
+    let booking: serde_json::Value = http
+        .post(format!("{base}/holds/{id}/confirm"))
+        .bearer_auth(token("ann", &[]))
+        .json(&json!({"paymentReference": "p"}))
+        .send()
+        .await
+        .expect("confirm")
+        .json()
+        .await
+        .expect("json");
+    let reference = booking["reference"]
+        .as_str()
+        .expect("reference")
+        .to_string();
+
+    let shows: Api<Show> = Api::namespaced(f.client.clone(), &f.ns);
+    shows
+        .delete("club-night", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("the Show to be gone", Duration::from_secs(60), || async {
+        Ok(shows.get_opt("club-night").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let deployments: Api<Deployment> = Api::namespaced(f.client.clone(), &f.ns);
+    wait_for(
+        "the garbage collector to remove the Deployment",
+        Duration::from_secs(60),
+        || async {
+            Ok(deployments
+                .get_opt("club-night-shard")
+                .await?
+                .is_none()
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let mut db = sqlx::PgConnection::connect(&f.db_url).await.expect("db");
+    let closed: bool = sqlx::query_scalar(
+        "SELECT closed_at IS NOT NULL FROM shows WHERE show = 'op-delete/club-night'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("shows row");
+    assert!(closed, "sales were not closed");
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM bookings WHERE reference = $1 AND status = 'confirmed'",
+    )
+    .bind(&reference)
+    .fetch_one(&mut db)
+    .await
+    .expect("query");
+    assert_eq!(kept, 1, "the booking must survive the Show");
+    // The running shard notices and refuses new holds.
+    wait_for(
+        "the shard to close sales",
+        Duration::from_secs(15),
+        || async {
+            let r = http
+                .post(format!("{base}/holds"))
+                .bearer_auth(token("bob", &[]))
+                .json(&json!({"best": {"quantity": 1}}))
+                .send()
+                .await?;
+            Ok((r.status() == 409).then_some(()))
+        },
+    )
+    .await
+    .expect("sales closed in the shard");
+}

@@ -567,3 +567,154 @@ async fn deleting_a_show_closes_sales_and_keeps_bookings() {
     .await
     .expect("sales closed in the shard");
 }
+
+async fn metric(http: &reqwest::Client, port: u16, name: &str) -> Option<f64> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_one_leader_and_takeover_after_a_crash() {
+    let shared = shared().await;
+    let client = shared.plane.client().await.expect("client");
+    let ns = "op-election";
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
+        .await
+        .expect("namespace");
+    let start = |identity: &str, port: u16| {
+        let config = Config::parse_from([
+            "boxoffice-operator",
+            "--etcd",
+            &shared.etcd.endpoint(),
+            "--watch-namespaces",
+            ns,
+            "--admin-listen",
+            &format!("127.0.0.1:{port}"),
+            "--leader-election",
+            "--lease-namespace",
+            ns,
+            "--identity",
+            identity,
+        ]);
+        tokio::spawn(boxoffice_operator::run(
+            client.clone(),
+            config,
+            CancellationToken::new(),
+        ))
+    };
+    let (pa, pb) = (
+        boxoffice_e2e::free_port().expect("port"),
+        boxoffice_e2e::free_port().expect("port"),
+    );
+    let a = start("operator-a", pa);
+    let b = start("operator-b", pb);
+    let http = reqwest::Client::new();
+    let leaders = || async {
+        (
+            metric(&http, pa, "boxoffice_operator_leader")
+                .await
+                .unwrap_or(-1.0),
+            metric(&http, pb, "boxoffice_operator_leader")
+                .await
+                .unwrap_or(-1.0),
+        )
+    };
+    let (la, lb) = wait_for("one operator to lead", Duration::from_secs(30), || async {
+        let (la, lb) = leaders().await;
+        Ok((la + lb == 1.0 && la >= 0.0 && lb >= 0.0).then_some((la, lb)))
+    })
+    .await
+    .expect("a leader");
+    let (leader, leader_port, follower_port, leader_task, follower_task) = if la == 1.0 {
+        ("operator-a", pa, pb, a, b)
+    } else {
+        ("operator-b", pb, pa, b, a)
+    };
+    let _ = lb;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), ns);
+    let lease = leases.get("boxoffice-operator").await.expect("lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some(leader)
+    );
+
+    // Only the leader reconciles.
+    let shows: Api<Show> = Api::namespaced(client.clone(), ns);
+    let club = std::fs::read_to_string(repo_root().join("examples/shows/club.yaml")).expect("club");
+    let show: Show = serde_yaml::from_str(&club).expect("show");
+    shows
+        .create(&PostParams::default(), &show)
+        .await
+        .expect("create");
+    wait_for(
+        "the leader to reconcile",
+        Duration::from_secs(30),
+        || async {
+            Ok(
+                (metric(&http, leader_port, "boxoffice_operator_reconciles_total")
+                    .await
+                    .unwrap_or(0.0)
+                    > 0.0)
+                    .then_some(()),
+            )
+        },
+    )
+    .await
+    .expect("reconciled");
+    assert_eq!(
+        metric(&http, follower_port, "boxoffice_operator_reconciles_total").await,
+        Some(0.0)
+    );
+
+    // The leader crashes (no clean release); the other takes over when the Lease expires.
+    leader_task.abort();
+    let _ = leader_task.await;
+    wait_for(
+        "the follower to take over",
+        Duration::from_secs(60),
+        || async {
+            Ok(
+                (metric(&http, follower_port, "boxoffice_operator_leader").await == Some(1.0))
+                    .then_some(()),
+            )
+        },
+    )
+    .await
+    .expect("takeover");
+    shows
+        .patch(
+            "club-night",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"title": "After the takeover"}})),
+        )
+        .await
+        .expect("patch");
+    wait_for(
+        "the new leader to reconcile",
+        Duration::from_secs(30),
+        || async {
+            let cm = get::<ConfigMap>(&client, ns, "club-night-shard-config").await;
+            Ok(cm
+                .and_then(|c| c.data)
+                .is_some_and(|d| d["show.json"].contains("After the takeover"))
+                .then_some(()))
+        },
+    )
+    .await
+    .expect("reconciled by the new leader");
+    follower_task.abort();
+}

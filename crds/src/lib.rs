@@ -7,7 +7,7 @@ pub mod seating;
 pub mod show;
 pub mod validate;
 
-pub use manifest::{ShowConfig, crd, crd_yaml};
+pub use manifest::{ShowConfig, chart_crd_template, crd, crd_yaml};
 pub use seating::{SeatId, SeatingError, VenueLayout};
 pub use show::{
     GeneralAdmission, HoldPolicy, InventoryCounts, PriceCategory, RowSpec, SalesWindow, Seating,

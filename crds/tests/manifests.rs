@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use boxoffice_crds::{ShowConfig, VenueLayout, crd_yaml};
+use boxoffice_crds::{ShowConfig, VenueLayout, chart_crd_template, crd_yaml};
 
 fn repo_file(rel: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
@@ -16,6 +16,16 @@ fn checked_in_crd_is_current() {
         checked_in == crd_yaml(),
         "crds/manifests/shows.boxoffice.dev.yaml is stale: run `cargo run -p boxoffice-crds --bin crdgen`"
     );
+}
+
+#[test]
+fn chart_crd_template_is_current() {
+    let checked_in = repo_file("charts/boxoffice/templates/crd-shows.yaml");
+    assert!(
+        checked_in == chart_crd_template(),
+        "charts/boxoffice/templates/crd-shows.yaml is stale: run `cargo run -p boxoffice-crds --bin crdgen`"
+    );
+    assert!(checked_in.contains("helm.sh/resource-policy: keep"));
 }
 
 fn example(name: &str) -> (ShowConfig, VenueLayout) {

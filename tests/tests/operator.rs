@@ -718,3 +718,173 @@ async fn two_operators_one_leader_and_takeover_after_a_crash() {
     .expect("reconciled by the new leader");
     follower_task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_needs_only_the_charts_rbac() {
+    let shared = shared().await;
+    let plane = &shared.plane;
+    let admin = plane.client().await.expect("client");
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for ns in ["boxoffice-system", "op-rbac"] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+            )
+            .await
+            .expect("namespace");
+    }
+    let db_url = PostgresServer::shared()
+        .await
+        .expect("pg")
+        .create_database()
+        .await
+        .expect("db");
+    create_secrets(&admin, "op-rbac", &db_url).await;
+
+    // The chart's ServiceAccount and RBAC, exactly as `helm install` would create them.
+    let rendered = std::process::Command::new(boxoffice_e2e::tools::tool("helm").expect("helm"))
+        .args(["template", "boxoffice"])
+        .arg(repo_root().join("charts/boxoffice"))
+        .args([
+            "--namespace",
+            "boxoffice-system",
+            "--kube-version",
+            "1.33.13",
+        ])
+        .args([
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/rbac.yaml",
+        ])
+        .output()
+        .expect("helm template");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let (ok, _, err) = plane
+        .kubectl_stdin(
+            &["apply", "-n", "boxoffice-system", "-f", "-"],
+            &String::from_utf8_lossy(&rendered.stdout),
+        )
+        .expect("kubectl");
+    assert!(ok, "{err}");
+    let (ok, token, err) = plane
+        .kubectl_run(&[
+            "create",
+            "token",
+            "boxoffice",
+            "-n",
+            "boxoffice-system",
+            "--duration",
+            "1h",
+        ])
+        .expect("kubectl");
+    assert!(ok, "{err}");
+    let client = plane
+        .client_with_token(token.trim())
+        .await
+        .expect("SA client");
+
+    // Least privilege: no listing Secrets, no touching Pods.
+    let sa = "system:serviceaccount:boxoffice-system:boxoffice";
+    for (verb, resource) in [
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("create", "pods"),
+        ("delete", "deployments"),
+    ] {
+        let (_, out, _) = plane
+            .kubectl_run(&["auth", "can-i", verb, resource, "-A", "--as", sa])
+            .expect("kubectl");
+        assert_eq!(out.trim(), "no", "{sa} may {verb} {resource}");
+    }
+
+    let config = Config::parse_from([
+        "boxoffice-operator",
+        "--etcd",
+        &shared.etcd.endpoint(),
+        "--watch-namespaces",
+        "op-rbac",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--leader-election",
+        "--lease-namespace",
+        "boxoffice-system",
+        "--identity",
+        "rbac-operator",
+        "--status-interval",
+        "1",
+    ]);
+    let stop = CancellationToken::new();
+    let operator = tokio::spawn(boxoffice_operator::run(client, config, stop.clone()));
+
+    let (ok, _, err) = plane
+        .kubectl_run(&[
+            "apply",
+            "-n",
+            "op-rbac",
+            "-f",
+            &repo_root()
+                .join("examples/shows/club.yaml")
+                .display()
+                .to_string(),
+        ])
+        .expect("kubectl");
+    assert!(ok, "{err}");
+    let shows: Api<Show> = Api::namespaced(admin.clone(), "op-rbac");
+    wait_for(
+        "status written by the RBAC-limited operator",
+        Duration::from_secs(60),
+        || async {
+            let show = shows.get("club-night").await?;
+            Ok(show
+                .status
+                .and_then(|s| s.phase)
+                .filter(|p| p == "Provisioning"))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", plane.logs()));
+    for (kind, name) in [
+        ("deployment", "club-night-shard"),
+        ("service", "club-night"),
+        ("configmap", "club-night-shard-config"),
+        ("pdb", "club-night-shard"),
+    ] {
+        let (ok, _, err) = plane
+            .kubectl_run(&["get", kind, name, "-n", "op-rbac"])
+            .expect("kubectl");
+        assert!(ok, "{kind}/{name}: {err}");
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(admin.clone(), "op-rbac");
+    wait_for("the Provisioned event", Duration::from_secs(30), || async {
+        let list = events.list(&Default::default()).await?;
+        Ok(list
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Provisioned"))
+            .then_some(()))
+    })
+    .await
+    .expect("event");
+
+    // The finalizer runs with these rights too.
+    shows
+        .delete("club-night", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(
+        "the Show to be finalized",
+        Duration::from_secs(60),
+        || async { Ok(shows.get_opt("club-night").await?.is_none().then_some(())) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    stop.cancel();
+    let _ = operator.await;
+}

@@ -1282,10 +1282,14 @@ impl Shard {
     }
 
     /// Checks a booking in (staff).
-    pub async fn check_in(&self, reference: &str) -> Result<Booking> {
+    pub async fn check_in(
+        &self,
+        reference: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Booking> {
         let l = self.leadership()?;
         self.store
-            .check_in(l.epoch, reference)
+            .check_in(l.epoch, reference, idempotency_key)
             .await
             .map_err(|e| self.store_error(&l, e))
     }

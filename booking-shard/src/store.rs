@@ -498,8 +498,14 @@ impl Store {
         Ok((booking, true))
     }
 
-    /// Checks a booking in at the door; a second check-in is refused.
-    pub async fn check_in(&self, epoch: i64, reference: &str) -> Result<Booking> {
+    /// Checks a booking in at the door; a second check-in is refused, except a retry
+    /// carrying the first request's idempotency key, which gets the first answer.
+    pub async fn check_in(
+        &self,
+        epoch: i64,
+        reference: &str,
+        key: Option<&str>,
+    ) -> Result<Booking> {
         let mut tx = self.pool.begin().await?;
         self.check_epoch(&mut tx, epoch).await?;
         let booking = self
@@ -510,12 +516,25 @@ impl Store {
             return Err(StoreError::Conflict("booking is cancelled".into()));
         }
         if booking.checked_in_at.is_some() {
+            let first_key: Option<String> =
+                sqlx::query_scalar("SELECT check_in_key FROM bookings WHERE id = $1")
+                    .bind(&booking.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if key.is_some() && first_key.as_deref() == key {
+                tx.commit().await?;
+                return Ok(booking);
+            }
             return Err(StoreError::Conflict("booking is already checked in".into()));
         }
-        sqlx::query("UPDATE bookings SET checked_in_at = now(), updated_at = now() WHERE id = $1")
-            .bind(&booking.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE bookings SET checked_in_at = now(), check_in_key = $2, updated_at = now() \
+             WHERE id = $1",
+        )
+        .bind(&booking.id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
         let booking = self
             .booking_in(&mut tx, "id", &booking.id)
             .await?

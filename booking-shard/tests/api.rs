@@ -140,23 +140,29 @@ async fn authentication_ownership_and_roles() {
         .await;
     assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
     let staff = token("usher", &["staff"]);
-    let check_in = |auth: String| {
+    let check_in = |auth: String, key: Option<&'static str>| {
         let url = format!("{}/bookings/{reference}/check-in", cluster.base(0));
         let http = cluster.http.clone();
         async move {
-            let r = http
-                .post(url)
-                .bearer_auth(auth)
-                .send()
-                .await
-                .expect("request");
+            let mut req = http.post(url).bearer_auth(auth);
+            if let Some(k) = key {
+                req = req.header("idempotency-key", k);
+            }
+            let r = req.send().await.expect("request");
             (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
-    let (s, b) = check_in(staff.clone()).await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    assert!(b["checkedInAt"].is_string(), "{b}");
-    let (s, b) = check_in(staff).await;
+    let (s, first) = check_in(staff.clone(), Some("scan-1")).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert!(first["checkedInAt"].is_string(), "{first}");
+    // The scanner retries the same request: same answer.
+    let (s, again) = check_in(staff.clone(), Some("scan-1")).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again, first);
+    // Another scan of the same ticket is refused.
+    let (s, b) = check_in(staff.clone(), Some("scan-2")).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    let (s, b) = check_in(staff, None).await;
     assert_error(s, &b, StatusCode::CONFLICT, "conflict");
 }
 

@@ -100,6 +100,10 @@ pub async fn reconcile(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
 pub fn error_policy(show: Arc<Show>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(show = %show.name_any(), %error, "reconcile failed");
     ctx.metrics.error(error.metric_label());
+    let note = error.to_string();
+    tokio::spawn(async move {
+        publish(&ctx, &show, EventType::Warning, "ReconcileFailed", &note).await;
+    });
     Action::requeue(Duration::from_secs(5))
 }
 

@@ -420,7 +420,9 @@ async fn check_in(
     State(state): State<AppState>,
     Path((show, reference)): Path<(String, String)>,
     Staff(_): Staff,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
-    Ok(Json(state.shard.check_in(&reference).await?).into_response())
+    let key = idempotency_key(&headers)?;
+    Ok(Json(state.shard.check_in(&reference, key.as_deref()).await?).into_response())
 }

@@ -400,25 +400,47 @@ impl Coordinator {
     }
 
     /// Deletes holds' keys (released, expired, or confirmed), guarded by the leader key.
-    /// Batched to stay within etcd's operations-per-transaction limit.
+    /// Batched within etcd's operations-per-transaction limit, never splitting one hold
+    /// across transactions (its seats and its record go together).
     pub async fn delete_holds(&self, epoch: i64, records: &[&HoldRecord]) -> Result<()> {
-        let mut ops = Vec::new();
+        let mut batch: Vec<TxnOp> = Vec::new();
         for r in records {
-            for seat in &r.seats {
-                ops.push(TxnOp::delete(self.keys.seat(seat), None));
-            }
+            let mut ops: Vec<TxnOp> = r
+                .seats
+                .iter()
+                .map(|seat| TxnOp::delete(self.keys.seat(seat), None))
+                .collect();
             ops.push(TxnOp::delete(self.keys.hold(&r.id), None));
-        }
-        for chunk in ops.chunks(MAX_TXN_OPS) {
-            let txn = Txn::new()
-                .when([self.leader_guard(epoch)])
-                .and_then(chunk.to_vec());
-            let resp = self.client().txn(txn).await?;
-            if !resp.succeeded() {
-                return Err(CoordError::Fenced);
+            if !batch.is_empty() && batch.len() + ops.len() > MAX_TXN_OPS {
+                self.delete_batch(epoch, std::mem::take(&mut batch)).await?;
             }
+            batch.extend(ops);
+        }
+        if !batch.is_empty() {
+            self.delete_batch(epoch, batch).await?;
         }
         Ok(())
+    }
+
+    /// Deletes seat locks by seat id (orphans found at load), guarded by the leader key.
+    pub async fn delete_seat_locks(&self, epoch: i64, seats: &[String]) -> Result<()> {
+        for chunk in seats.chunks(MAX_TXN_OPS) {
+            let ops = chunk
+                .iter()
+                .map(|s| TxnOp::delete(self.keys.seat(s), None))
+                .collect();
+            self.delete_batch(epoch, ops).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_batch(&self, epoch: i64, ops: Vec<TxnOp>) -> Result<()> {
+        let txn = Txn::new().when([self.leader_guard(epoch)]).and_then(ops);
+        if self.client().txn(txn).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(CoordError::Fenced)
+        }
     }
 
     /// Every live hold record, and the seat locks (seat id → hold id).

@@ -504,7 +504,7 @@ impl Shard {
             .collect();
         self.store.ensure_areas(&areas).await?;
         let sold = self.store.load_sold().await?;
-        let (holds, _locks) = self.coord.load().await?;
+        let (holds, locks) = self.coord.load().await?;
 
         let mut book = Book::new(&self.show.layout);
         for seat in &sold.seats {
@@ -569,6 +569,17 @@ impl Shard {
         if !stale.is_empty() {
             let refs: Vec<&HoldRecord> = stale.iter().collect();
             self.coord.delete_holds(epoch, &refs).await?;
+        }
+        // Seat locks whose hold is not live (left by an interrupted delete): memory says
+        // the seat is free, so the lock must go or every hold on it would be refused.
+        let orphans: Vec<String> = locks
+            .into_iter()
+            .filter(|(_, hold)| !book.by_id.contains_key(hold))
+            .map(|(seat, _)| seat)
+            .collect();
+        if !orphans.is_empty() {
+            warn!(count = orphans.len(), "removing orphaned seat locks");
+            self.coord.delete_seat_locks(epoch, &orphans).await?;
         }
         info!(
             epoch,
@@ -716,6 +727,14 @@ impl Shard {
                     .cloned()
                 && let Some((_, entry)) = book.entry(&id)
             {
+                // The first request's etcd write may still fail: answer only once the
+                // hold is live.
+                if entry.state == HoldState::Pending {
+                    return Err(ShardError::Conflict(
+                        "the first request with this Idempotency-Key is still in flight; retry"
+                            .into(),
+                    ));
+                }
                 return Ok((self.view(&book, entry), false));
             }
             let holding = self.plan(&book, &request)?;

@@ -333,3 +333,35 @@ async fn expired_holds_return_seats_and_tell_subscribers() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_clears_seat_locks_without_a_hold() {
+    let mut cluster = Cluster::start(&show_yaml("orphans", 1, 5, None, 4, None), 1, 2, None).await;
+    // A lock whose hold record is gone (an interrupted delete), with no lease.
+    let mut etcd = etcd_client::Client::connect([cluster.etcd.endpoint()], None)
+        .await
+        .expect("etcd");
+    etcd.put(
+        "/boxoffice/tests/orphans/seats/main:A:1",
+        "ghost-hold",
+        None,
+    )
+    .await
+    .expect("put");
+    // A new leader loads the book.
+    cluster.add_replica("shard-1").await;
+    cluster.replicas[0].process_mut().kill();
+    cluster.wait_leader(1).await;
+    let (status, body) = cluster
+        .post(1, "/holds", "ann", json!({"seats": ["main:A:1"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}\n{}", cluster.logs());
+    let lock = etcd
+        .get("/boxoffice/tests/orphans/seats/main:A:1", None)
+        .await
+        .expect("get");
+    assert_eq!(
+        lock.kvs()[0].value(),
+        body["id"].as_str().expect("id").as_bytes()
+    );
+}

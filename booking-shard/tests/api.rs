@@ -710,3 +710,73 @@ async fn holds_only_while_sales_are_open() {
     // Existing bookings and holds are untouched; confirms still work for live holds.
     open.check_counts(0).await.expect("counts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_tokens_are_verified_with_a_public_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let private = dir.path().join("private.pem");
+    let public = dir.path().join("public.pem");
+    let genrsa = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&private)
+        .arg("2048")
+        .output()
+        .expect("openssl genrsa");
+    assert!(
+        genrsa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&genrsa.stderr)
+    );
+    let pubout = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .expect("openssl rsa");
+    assert!(
+        pubout.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pubout.stderr)
+    );
+
+    let mut cluster = Cluster::new(&show_yaml("rs256", 1, 5, None, 4, None), 3, None).await;
+    cluster.options.extra_env = vec![(
+        "BOXOFFICE_JWT_PUBLIC_KEY_FILE".into(),
+        public.display().to_string(),
+    )];
+    cluster.add_replica("shard-0").await;
+    cluster.leader().await;
+
+    let exp = 4_000_000_000u64;
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(&private).expect("pem")).expect("rsa key");
+    let rs = encode(
+        &Header::new(jsonwebtoken::Algorithm::RS256),
+        &json!({"sub": "ann", "exp": exp}),
+        &key,
+    )
+    .expect("jwt");
+    let body = json!({"best": {"quantity": 1}}).to_string().into_bytes();
+    let (s, b) = raw(
+        &cluster,
+        reqwest::Method::POST,
+        "/holds",
+        Some(&rs),
+        Some("application/json"),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["user"], "ann");
+    // An HS256 token is refused by a shard that verifies RS256.
+    let (s, b) = raw(
+        &cluster,
+        reqwest::Method::POST,
+        "/holds",
+        Some(&token("ann", &[])),
+        Some("application/json"),
+        body,
+    )
+    .await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+}

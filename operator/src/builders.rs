@@ -395,11 +395,6 @@ pub fn endpoint(show: &Show) -> String {
     )
 }
 
-/// The API version/kind pair of Show, for owner references in tests.
-pub fn show_api_version() -> String {
-    Show::api_version(&()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use boxoffice_crds::{InventoryCounts, Show, ShowStatus};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -501,9 +500,6 @@ async fn close_sales(url: &str, show: &str) -> Result<()> {
         Err(e) => Err(Error::Database(e.to_string())),
     }
 }
-
-/// Shorthand used by main and tests: ConfigMap, Service and PDB types the controller owns.
-pub type Owned = (ConfigMap, Deployment, Service, PodDisruptionBudget);
 
 #[cfg(test)]
 mod tests {

@@ -42,7 +42,8 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             forward_to_leader,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY));
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(reject_oversized));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -130,6 +131,34 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     state.requests.render(&mut out);
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Bodies up to this size are read and discarded before a 413, so the client reliably
+/// gets the answer (closing with unread data makes the kernel reset the connection,
+/// which can destroy the response in flight); larger ones are refused unread.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+
+/// Answers a declared-oversized body with 413 in the API's error shape.
+async fn reject_oversized(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > MAX_BODY as u64 => {
+            if len <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT as usize).await;
+            }
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body larger than {MAX_BODY} bytes"),
+            )
+            .into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// Hop-by-hop headers a proxy must not pass on.

@@ -1,0 +1,298 @@
+//! The shard engine: campaigning for leadership, and the leader's operations.
+//!
+//! A leader rules out conflicts in memory first (the [`Book`] behind one mutex, never
+//! held across an await), then writes through to etcd or PostgreSQL with a write that
+//! is fenced by its epoch. If a write says we are no longer the leader, or its outcome
+//! is unknown, the leader steps down: the next leader reloads the truth from etcd and
+//! PostgreSQL.
+
+mod book;
+mod bookings;
+mod holds;
+mod info;
+mod leader;
+mod limiter;
+
+use book::{Book, HoldEntry, HoldState};
+pub use info::{HoldRequest, HoldView, SeatEvent, ShowInfo};
+pub use limiter::RateLimiter;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use boxoffice_crds::{InventoryCounts, SeatId, ShowConfig, VenueLayout};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::coord::{Campaign, CoordError, Coordinator, HoldRecord, LeaderInfo, now_ms};
+use crate::inventory::{Holding, Inventory, SeatIndex, Unavailable};
+use crate::store::{Booking, GeneralTickets, NewBooking, Store, StoreError, new_id};
+
+/// What went wrong, in terms the API maps to HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("this replica does not lead the show")]
+    NotLeader(Option<LeaderInfo>),
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    #[error("seats are not available")]
+    SeatsUnavailable(Vec<String>),
+    #[error("only {available} tickets left in {area}")]
+    SoldOut { area: String, available: u64 },
+    #[error("{0}")]
+    Limit(String),
+    #[error("not found")]
+    NotFound,
+    #[error("the hold has expired")]
+    Expired,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the outcome is unknown; retry with the same Idempotency-Key")]
+    Unknown,
+    #[error("{0}")]
+    Closed(String),
+    #[error("too many hold attempts; slow down")]
+    RateLimited,
+}
+
+pub type Result<T, E = ShardError> = std::result::Result<T, E>;
+
+/// A leader's context: its epoch, the signal that leadership is lost, and the book.
+pub struct Leadership {
+    pub epoch: i64,
+    pub lost: CancellationToken,
+    book: Mutex<Book>,
+}
+
+/// What this replica is right now.
+#[derive(Clone)]
+pub enum Role {
+    Candidate,
+    Follower(Option<LeaderInfo>),
+    Leader(Arc<Leadership>),
+}
+
+/// Counters the shard exports.
+#[derive(Default)]
+pub struct Stats {
+    pub holds: std::sync::atomic::AtomicU64,
+    pub hold_conflicts: std::sync::atomic::AtomicU64,
+    pub confirms: std::sync::atomic::AtomicU64,
+    pub expired: std::sync::atomic::AtomicU64,
+    pub fenced_writes: std::sync::atomic::AtomicU64,
+    pub leader_terms: std::sync::atomic::AtomicU64,
+}
+
+/// One booking shard replica.
+pub struct Shard {
+    pub show: ShowInfo,
+    pub me: LeaderInfo,
+    pub lease_ttl_secs: i64,
+    coord: Coordinator,
+    store: Store,
+    role: RwLock<Role>,
+    events: broadcast::Sender<SeatEvent>,
+    pub stats: Stats,
+    /// Fault injection for tests (`BOXOFFICE_FAULT_DELAY_WRITES_MS`): pause between the
+    /// in-memory decision and the durable write, so a test can depose the leader while
+    /// it holds in-flight work. Never set in production.
+    fault_delay: Option<Duration>,
+    limiter: RateLimiter,
+    /// Set when the show was closed in PostgreSQL (its Show was deleted).
+    closed: std::sync::atomic::AtomicBool,
+}
+
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl Shard {
+    pub fn new(
+        show: ShowInfo,
+        me: LeaderInfo,
+        lease_ttl_secs: i64,
+        coord: Coordinator,
+        store: Store,
+        limiter: RateLimiter,
+    ) -> Arc<Self> {
+        let (events, _) = broadcast::channel(4096);
+        Arc::new(Self {
+            show,
+            me,
+            lease_ttl_secs,
+            coord,
+            store,
+            role: RwLock::new(Role::Candidate),
+            events,
+            stats: Stats::default(),
+            fault_delay: std::env::var("BOXOFFICE_FAULT_DELAY_WRITES_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
+            limiter,
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Whether new holds may be taken now.
+    fn sales_open(&self) -> Result<()> {
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ShardError::Closed(
+                "sales are closed: the show was withdrawn".into(),
+            ));
+        }
+        let now = now_ms();
+        if self.show.opens_at_ms.is_some_and(|t| now < t) {
+            return Err(ShardError::Closed("sales have not opened yet".into()));
+        }
+        if self.show.closes_at_ms.is_some_and(|t| now >= t) {
+            return Err(ShardError::Closed("sales have closed".into()));
+        }
+        Ok(())
+    }
+
+    async fn fault_pause(&self) {
+        if let Some(d) = self.fault_delay {
+            warn!(?d, "fault injection: delaying a write");
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or(Role::Candidate)
+    }
+
+    fn set_role(&self, role: Role) {
+        if let Ok(mut r) = self.role.write() {
+            *r = role;
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<SeatEvent> {
+        self.events.subscribe()
+    }
+
+    /// The leadership, or `NotLeader` naming who leads.
+    pub fn leadership(&self) -> Result<Arc<Leadership>> {
+        match self.role() {
+            Role::Leader(l) if !l.lost.is_cancelled() => Ok(l),
+            Role::Follower(leader) => Err(ShardError::NotLeader(leader)),
+            _ => Err(ShardError::NotLeader(None)),
+        }
+    }
+
+    fn book<'a>(&self, l: &'a Leadership) -> std::sync::MutexGuard<'a, Book> {
+        l.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, event: SeatEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn event(
+        &self,
+        book: &Book,
+        kind: &'static str,
+        holding: &Holding,
+        hold: Option<&str>,
+        booking: Option<&str>,
+    ) -> SeatEvent {
+        let (seats, area) = match holding {
+            Holding::Seats(s) => (
+                s.iter()
+                    .map(|&i| book.inventory.seat_id(i).to_string())
+                    .collect(),
+                None,
+            ),
+            Holding::General { area, .. } => {
+                (Vec::new(), Some(book.inventory.areas()[*area].name.clone()))
+            }
+        };
+        SeatEvent {
+            kind,
+            seats,
+            area,
+            quantity: holding.quantity(),
+            hold: hold.map(str::to_string),
+            booking: booking.map(str::to_string),
+            counts: book.inventory.counts(),
+        }
+    }
+
+    fn price_of(&self, book: &Book, holding: &Holding) -> (i64, String) {
+        let mut total = 0;
+        let mut currency = String::new();
+        let mut add = |category: &str, n: u64| {
+            if let Some((minor, cur)) = self.show.prices.get(category) {
+                total += minor * n as i64;
+                currency.clone_from(cur);
+            }
+        };
+        match holding {
+            Holding::Seats(seats) => {
+                for &s in seats {
+                    let id = book.inventory.seat_id(s);
+                    if let Some(sec) = book
+                        .inventory
+                        .sections()
+                        .iter()
+                        .find(|x| x.name == id.section)
+                    {
+                        add(&sec.category, 1);
+                    }
+                }
+            }
+            Holding::General { area, quantity } => {
+                add(&book.inventory.areas()[*area].category, *quantity)
+            }
+        }
+        (total, currency)
+    }
+
+    fn view(&self, book: &Book, entry: &HoldEntry) -> HoldView {
+        let (amount_minor, currency) = self.price_of(book, &entry.holding);
+        HoldView {
+            id: entry.record.id.clone(),
+            user: entry.record.user.clone(),
+            seats: entry.record.seats.clone(),
+            area: entry.record.area.clone(),
+            quantity: entry.record.quantity,
+            expires_at_ms: entry.record.expires_at_ms,
+            amount_minor,
+            currency,
+            status: match entry.state {
+                HoldState::Confirming => "confirming",
+                _ => "held",
+            },
+        }
+    }
+
+    fn step_down(&self, l: &Leadership, why: &str) {
+        warn!(epoch = l.epoch, why, "stepping down");
+        bump(&self.stats.fenced_writes);
+        l.lost.cancel();
+    }
+
+    /// Counts for the whole show.
+    pub fn counts(&self) -> Result<InventoryCounts> {
+        let l = self.leadership()?;
+        Ok(self.book(&l).inventory.counts())
+    }
+
+    /// Runs `f` over the leader's inventory (seat map, availability).
+    pub fn with_inventory<T>(&self, f: impl FnOnce(&Inventory) -> T) -> Result<T> {
+        let l = self.leadership()?;
+        let book = self.book(&l);
+        Ok(f(&book.inventory))
+    }
+}

@@ -18,66 +18,25 @@ PG_PORT=${PG_PORT:-25432}
 SHARD_PORTS=${SHARD_PORTS:-"8081 8082"}
 SHOW_FILE=${SHOW_FILE:-examples/shows/club.yaml}
 
-bin=$(scripts/tools.sh)
 cargo build -q -p booking-shard --bins
-work=$PWD/target/demo
-rm -rf "$work"
-mkdir -p "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { $smoke || echo "$@"; }
-
-# etcd
-"$bin/etcd" --name demo --data-dir "$work/etcd" \
-  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-  --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-  --initial-cluster "demo=http://127.0.0.1:$((ETCD_PORT + 1))" --log-level warn >"$work/etcd.log" 2>&1 &
-pids+=($!)
-
-# PostgreSQL (as the postgres user when run as root: it refuses to run as root)
-pgbin=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -n 1)
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-  chown postgres "$work"
-  as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --)
-fi
-"${as_pg[@]}" "$pgbin/initdb" -D "$work/pg" -U postgres --auth=trust --no-sync >"$work/initdb.log" 2>&1
-"${as_pg[@]}" "$pgbin/postgres" -D "$work/pg" -p "$PG_PORT" -k "$work" \
-  -c listen_addresses=127.0.0.1 >"$work/postgres.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-  "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
-  sleep 0.1
-done
-"$pgbin/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE boxoffice" >/dev/null
+. scripts/lib/stack.sh
+stack_init "$PWD/target/demo"
+stack_etcd "$ETCD_PORT"
+stack_postgres "$PG_PORT" boxoffice
 
 secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export BOXOFFICE_JWT_SECRET=$secret
 urls=()
 i=0
 for port in $SHARD_PORTS; do
-  BOXOFFICE_JWT_SECRET=$secret target/debug/booking-shard \
-    --show "$SHOW_FILE" --etcd "http://127.0.0.1:$ETCD_PORT" \
-    --database-url "postgres://postgres@127.0.0.1:$PG_PORT/boxoffice" \
-    --listen "127.0.0.1:$port" --pod-name "shard-$i" >"$work/shard-$i.log" 2>&1 &
-  pids+=($!)
+  stack_shard target/debug/booking-shard "shard-$i" "$port" "$SHOW_FILE" \
+    "http://127.0.0.1:$ETCD_PORT" "postgres://postgres@127.0.0.1:$PG_PORT/boxoffice"
   urls+=("http://127.0.0.1:$port")
   i=$((i + 1))
 done
 
 show=$(sed -n 's/^  name: *//p' "$SHOW_FILE" | head -n 1)
-for url in "${urls[@]}"; do
-  for _ in $(seq 100); do
-    curl -fs "$url/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-done
+stack_wait_ready "${urls[@]}"
 token=$(target/debug/mint-token --secret "$secret" --sub demo-user)
 staff=$(target/debug/mint-token --secret "$secret" --sub demo-usher --roles staff)
 

@@ -18,7 +18,8 @@ PG_PORT=${PG_PORT:-25432}
 SHARD_PORTS=${SHARD_PORTS:-"8081 8082"}
 SHOW_FILE=${SHOW_FILE:-examples/shows/club.yaml}
 
-cargo build -q -p booking-shard --bins
+# The whole workspace, as test.sh builds it: the same feature resolution, so no rebuild.
+cargo build -q --workspace --bins
 . scripts/lib/stack.sh
 stack_init "$PWD/target/demo"
 stack_etcd "$ETCD_PORT"

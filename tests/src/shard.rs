@@ -129,17 +129,7 @@ impl ShardProcess {
 
     /// A counter or gauge from `/metrics`.
     pub async fn metric(&self, http: &reqwest::Client, name: &str) -> Option<f64> {
-        let text = http
-            .get(format!("{}/metrics", self.url))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        scrape_metric(http, &format!("{}/metrics", self.url), name).await
     }
 }
 
@@ -155,4 +145,19 @@ pub fn shard_binary() -> Result<PathBuf> {
         path.display()
     );
     Ok(path)
+}
+
+/// One unlabelled counter or gauge from a Prometheus text endpoint.
+pub async fn scrape_metric(http: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
+    let text = http
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

@@ -16,7 +16,7 @@ use boxoffice_operator::config::Config;
 use clap::Parser;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -66,14 +66,7 @@ impl Drop for Fixture {
 async fn fixture(ns: &str, with_secrets: bool) -> Fixture {
     let shared = shared().await;
     let client = shared.plane.client().await.expect("client");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
-        )
-        .await
-        .expect("namespace");
+    create_namespace(&client, ns).await;
     let db_url = PostgresServer::shared()
         .await
         .expect("pg")
@@ -110,6 +103,17 @@ async fn fixture(ns: &str, with_secrets: bool) -> Fixture {
         operator,
         dir: tempfile::tempdir().expect("tempdir"),
     }
+}
+
+async fn create_namespace(client: &Client, ns: &str) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
+        .await
+        .expect("namespace");
 }
 
 async fn create_secrets(client: &Client, ns: &str, db_url: &str) {
@@ -569,16 +573,8 @@ async fn deleting_a_show_closes_sales_and_keeps_bookings() {
 }
 
 async fn metric(http: &reqwest::Client, port: u16, name: &str) -> Option<f64> {
-    let text = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
+    boxoffice_e2e::shard::scrape_metric(http, &format!("http://127.0.0.1:{port}/metrics"), name)
         .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -586,14 +582,7 @@ async fn two_operators_one_leader_and_takeover_after_a_crash() {
     let shared = shared().await;
     let client = shared.plane.client().await.expect("client");
     let ns = "op-election";
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
-        )
-        .await
-        .expect("namespace");
+    create_namespace(&client, ns).await;
     let start = |identity: &str, port: u16| {
         let config = Config::parse_from([
             "boxoffice-operator",
@@ -724,15 +713,8 @@ async fn the_operator_needs_only_the_charts_rbac() {
     let shared = shared().await;
     let plane = &shared.plane;
     let admin = plane.client().await.expect("client");
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
     for ns in ["boxoffice-system", "op-rbac"] {
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
-            )
-            .await
-            .expect("namespace");
+        create_namespace(&admin, ns).await;
     }
     let db_url = PostgresServer::shared()
         .await

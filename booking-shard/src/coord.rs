@@ -302,56 +302,42 @@ impl Coordinator {
         Ok(id)
     }
 
-    /// Locks a hold's seats and stores its record, in one transaction guarded by the
-    /// leader key and by every seat key being absent.
-    pub async fn create_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
-        let mut compares = vec![self.leader_guard(epoch)];
-        let mut ops = Vec::with_capacity(record.seats.len() + 1);
-        let put = || Some(PutOptions::new().with_lease(lease));
-        for seat in &record.seats {
-            let key = self.keys.seat(seat);
-            compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
-            ops.push(TxnOp::put(key, record.id.clone(), put()));
-        }
-        let hold_key = self.keys.hold(&record.id);
-        compares.push(Compare::create_revision(
-            hold_key.clone(),
-            CompareOp::Equal,
-            0,
-        ));
-        ops.push(TxnOp::put(
-            hold_key,
-            serde_json::to_vec(record).unwrap_or_default(),
-            put(),
-        ));
+    /// One transaction: if the leader key still has our create revision and every
+    /// `compare` holds, run `ops`. A refusal means `refused` while we still lead, and
+    /// `Fenced` when a newer leader exists.
+    async fn guarded(
+        &self,
+        epoch: i64,
+        compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+        refused: CoordError,
+    ) -> Result<()> {
+        let mut when = vec![self.leader_guard(epoch)];
+        when.extend(compares);
         let txn = Txn::new()
-            .when(compares)
+            .when(when)
             .and_then(ops)
             .or_else([TxnOp::get(self.keys.leader(), None)]);
         let resp = self.client().txn(txn).await?;
         if resp.succeeded() {
-            Ok(())
-        } else if self.still_leader(&resp, epoch) {
-            Err(CoordError::SeatTaken)
-        } else {
-            Err(CoordError::Fenced)
+            return Ok(());
         }
-    }
-
-    fn still_leader(&self, resp: &etcd_client::TxnResponse, epoch: i64) -> bool {
-        resp.op_responses().into_iter().any(|op| match op {
+        let still_leader = resp.op_responses().into_iter().any(|op| match op {
             TxnOpResponse::Get(g) => g
                 .kvs()
                 .first()
                 .is_some_and(|kv| kv.create_revision() == epoch),
             _ => false,
+        });
+        Err(if still_leader {
+            refused
+        } else {
+            CoordError::Fenced
         })
     }
 
-    /// Moves a live hold (its record and seat locks) onto a later lease, guarded by the
-    /// leader key and by the hold still existing.
-    pub async fn extend_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
-        let hold_key = self.keys.hold(&record.id);
+    /// Puts of a hold's seat locks and record, all on `lease`.
+    fn hold_puts(&self, record: &HoldRecord, lease: i64) -> Vec<TxnOp> {
         let put = || Some(PutOptions::new().with_lease(lease));
         let mut ops: Vec<TxnOp> = record
             .seats
@@ -359,44 +345,50 @@ impl Coordinator {
             .map(|seat| TxnOp::put(self.keys.seat(seat), record.id.clone(), put()))
             .collect();
         ops.push(TxnOp::put(
-            hold_key.clone(),
+            self.keys.hold(&record.id),
             serde_json::to_vec(record).unwrap_or_default(),
             put(),
         ));
-        let txn = Txn::new()
-            .when([
-                self.leader_guard(epoch),
-                Compare::create_revision(hold_key, CompareOp::Greater, 0),
-            ])
-            .and_then(ops)
-            .or_else([TxnOp::get(self.keys.leader(), None)]);
-        let resp = self.client().txn(txn).await?;
-        if resp.succeeded() {
-            Ok(())
-        } else if self.still_leader(&resp, epoch) {
-            Err(CoordError::HoldGone)
-        } else {
-            Err(CoordError::Fenced)
-        }
+        ops
+    }
+
+    /// Locks a hold's seats and stores its record, in one transaction guarded by the
+    /// leader key and by every seat key (and the hold key) being absent.
+    pub async fn create_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
+        let absent = |key: String| Compare::create_revision(key, CompareOp::Equal, 0);
+        let mut compares: Vec<Compare> = record
+            .seats
+            .iter()
+            .map(|s| absent(self.keys.seat(s)))
+            .collect();
+        compares.push(absent(self.keys.hold(&record.id)));
+        self.guarded(
+            epoch,
+            compares,
+            self.hold_puts(record, lease),
+            CoordError::SeatTaken,
+        )
+        .await
+    }
+
+    /// Moves a live hold (its record and seat locks) onto a later lease, guarded by the
+    /// leader key and by the hold still existing.
+    pub async fn extend_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
+        let exists = Compare::create_revision(self.keys.hold(&record.id), CompareOp::Greater, 0);
+        self.guarded(
+            epoch,
+            vec![exists],
+            self.hold_puts(record, lease),
+            CoordError::HoldGone,
+        )
+        .await
     }
 
     /// Checks, under the leader guard, that a hold is still in etcd (not expired).
     pub async fn check_hold(&self, epoch: i64, hold_id: &str) -> Result<()> {
-        let key = self.keys.hold(hold_id);
-        let txn = Txn::new()
-            .when([
-                self.leader_guard(epoch),
-                Compare::create_revision(key, CompareOp::Greater, 0),
-            ])
-            .or_else([TxnOp::get(self.keys.leader(), None)]);
-        let resp = self.client().txn(txn).await?;
-        if resp.succeeded() {
-            Ok(())
-        } else if self.still_leader(&resp, epoch) {
-            Err(CoordError::HoldGone)
-        } else {
-            Err(CoordError::Fenced)
-        }
+        let exists = Compare::create_revision(self.keys.hold(hold_id), CompareOp::Greater, 0);
+        self.guarded(epoch, vec![exists], Vec::new(), CoordError::HoldGone)
+            .await
     }
 
     /// Deletes holds' keys (released, expired, or confirmed), guarded by the leader key.

@@ -309,6 +309,24 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a write transaction: re-reads the booking as written, records the outbox
+    /// event, commits.
+    async fn finish(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        id: &str,
+        kind: &str,
+        epoch: i64,
+    ) -> Result<Booking> {
+        let booking = self
+            .booking_in(&mut tx, "id", id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        self.event(&mut tx, &booking, kind, epoch).await?;
+        tx.commit().await?;
+        Ok(booking)
+    }
+
     /// Writes a booking for a hold, fenced by `epoch`. Confirming the same hold again
     /// returns the first booking (`false` in the second field: not newly created).
     pub async fn confirm(&self, epoch: i64, new: &NewBooking) -> Result<(Booking, bool)> {
@@ -394,12 +412,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        let booking = self
-            .booking_in(&mut tx, "id", &id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        self.event(&mut tx, &booking, "confirmed", epoch).await?;
-        tx.commit().await?;
+        let booking = self.finish(tx, &id, "confirmed", epoch).await?;
         Ok((booking, true))
     }
 
@@ -489,12 +502,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let booking = self
-            .booking_in(&mut tx, "id", &booking.id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        self.event(&mut tx, &booking, "cancelled", epoch).await?;
-        tx.commit().await?;
+        let booking = self.finish(tx, &booking.id, "cancelled", epoch).await?;
         Ok((booking, true))
     }
 
@@ -535,12 +543,7 @@ impl Store {
         .bind(key)
         .execute(&mut *tx)
         .await?;
-        let booking = self
-            .booking_in(&mut tx, "id", &booking.id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        self.event(&mut tx, &booking, "checked_in", epoch).await?;
-        tx.commit().await?;
+        let booking = self.finish(tx, &booking.id, "checked_in", epoch).await?;
         Ok(booking)
     }
 

@@ -34,6 +34,17 @@ fn spawn_count_checker(
     })
 }
 
+/// Seat locks of the race show in etcd.
+async fn lock_count(etcd: &mut etcd_client::Client) -> i64 {
+    let options = etcd_client::GetOptions::new()
+        .with_prefix()
+        .with_count_only();
+    etcd.get("/boxoffice/tests/race/seats/", Some(options))
+        .await
+        .expect("etcd get")
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_clients_race_for_fifty_seats() {
     let cluster =
@@ -107,18 +118,8 @@ async fn three_hundred_clients_race_for_fifty_seats() {
     let mut etcd = etcd_client::Client::connect([cluster.etcd.endpoint()], None)
         .await
         .expect("etcd");
-    let locks = etcd
-        .get(
-            "/boxoffice/tests/race/seats/",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_prefix()
-                    .with_count_only(),
-            ),
-        )
-        .await
-        .expect("etcd get");
-    assert_eq!(locks.count(), 50);
+    let locks = lock_count(&mut etcd).await;
+    assert_eq!(locks, 50);
 
     // Confirm everything, concurrently.
     let holds_confirmed = holds.len();
@@ -191,18 +192,8 @@ async fn three_hundred_clients_race_for_fifty_seats() {
         "the race had conflicts"
     );
     // Confirmed holds' locks are cleared.
-    let locks = etcd
-        .get(
-            "/boxoffice/tests/race/seats/",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_prefix()
-                    .with_count_only(),
-            ),
-        )
-        .await
-        .expect("etcd get");
-    assert_eq!(locks.count(), 0);
+    let locks = lock_count(&mut etcd).await;
+    assert_eq!(locks, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -413,6 +413,15 @@ mod tests {
         Show::new(&config.name, config.spec)
     }
 
+    /// A container's env vars by name.
+    fn env_of(c: &Container) -> BTreeMap<String, EnvVar> {
+        c.env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.clone()))
+            .collect()
+    }
+
     fn config() -> Config {
         Config::parse_from([
             "boxoffice-operator",
@@ -455,12 +464,7 @@ mod tests {
         assert_eq!(spec.replicas, Some(2));
         let pod = spec.template.spec.expect("pod");
         let c = &pod.containers[0];
-        let env: BTreeMap<_, _> = c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.clone()))
-            .collect();
+        let env = env_of(c);
         assert_eq!(
             env["BOXOFFICE_ETCD"].value.as_deref(),
             Some("http://etcd-a:2379,http://etcd-b:2379")
@@ -529,12 +533,7 @@ mod tests {
         let pod = d.spec.expect("spec").template.spec.expect("pod");
         let c = &pod.containers[0];
         assert_eq!(c.image.as_deref(), Some("registry.example/shard:dev"));
-        let env: BTreeMap<_, _> = c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.clone()))
-            .collect();
+        let env = env_of(c);
         assert_eq!(
             env["BOXOFFICE_ETCD"].value.as_deref(),
             Some("http://other:2379")

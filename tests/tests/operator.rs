@@ -415,12 +415,18 @@ async fn deleted_children_come_back() {
     kubectl_apply(&f, "examples/shows/club.yaml");
     let deployments: Api<Deployment> = Api::namespaced(f.client.clone(), &f.ns);
     let services: Api<Service> = Api::namespaced(f.client.clone(), &f.ns);
-    let d = wait_for("the deployment", Duration::from_secs(30), || async {
-        Ok(deployments.get_opt("club-night-shard").await?)
-    })
+    // The operator applies its objects one after another: wait for both.
+    let (d, s) = wait_for(
+        "the Deployment and the Service",
+        Duration::from_secs(30),
+        || async {
+            let d = deployments.get_opt("club-night-shard").await?;
+            let s = services.get_opt("club-night").await?;
+            Ok(d.zip(s))
+        },
+    )
     .await
-    .expect("deployment");
-    let s = services.get("club-night").await.expect("service");
+    .expect("deployment and service");
     deployments
         .delete("club-night-shard", &DeleteParams::default())
         .await

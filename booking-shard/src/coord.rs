@@ -312,7 +312,10 @@ impl Coordinator {
         ops: Vec<TxnOp>,
         refused: CoordError,
     ) -> Result<()> {
-        let mut when = vec![self.leader_guard(epoch)];
+        let mut when = Vec::with_capacity(compares.len() + 1);
+        if crate::fencing::enabled() {
+            when.push(self.leader_guard(epoch));
+        }
         when.extend(compares);
         let txn = Txn::new()
             .when(when)

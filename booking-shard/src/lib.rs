@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod coord;
+pub mod fencing;
 pub mod inventory;
 pub mod shard;
 pub mod store;
@@ -71,6 +72,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     info!(show = %show.key(), pod = %me.pod, address = %me.address, "starting");
+    if !fencing::enabled() {
+        tracing::error!(
+            "{} is set: fencing is OFF and this replica can sell a seat twice (test-only)",
+            fencing::DISABLE_FENCING_ENV
+        );
+    }
     let limiter = RateLimiter::new(config.hold_rate, config.hold_burst);
     let shard = Shard::new(show, me, config.lease_ttl, coord, store, limiter);
 

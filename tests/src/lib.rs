@@ -1,10 +1,12 @@
 //! boxoffice-e2e: the test harness (real etcd, PostgreSQL and Kubernetes control plane
 //! processes on loopback) that the end-to-end tests under `tests/tests/` use.
 
+pub mod campaign;
 pub mod control_plane;
 pub mod etcd;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod shard;
 pub mod tools;
 

@@ -52,6 +52,22 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// Runs a write to completion on its own task. Were it run in the handler, a client
+/// that hangs up would cancel it halfway (hyper drops the handler's future), leaving a
+/// hold pending or confirming in memory for ever and its seats stuck.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|e| {
+        tracing::error!(error = %e, "a write task failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the write failed unexpectedly; its outcome is unknown",
+        )
+    })
+}
+
 fn check_show(state: &AppState, show: &str) -> Result<(), ApiError> {
     if show == state.shard.show.config.name {
         Ok(())
@@ -236,7 +252,9 @@ async fn extend_hold(
     user: User,
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
-    Ok(Json(state.shard.extend(&user.id, user.staff, &hold).await?).into_response())
+    let shard = state.shard.clone();
+    let view = detached(async move { shard.extend(&user.id, user.staff, &hold).await }).await??;
+    Ok(Json(view).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,7 +332,9 @@ async fn create_hold(
             ));
         }
     };
-    let (hold, created) = state.shard.hold(&user.id, request, key).await?;
+    let shard = state.shard.clone();
+    let (hold, created) =
+        detached(async move { shard.hold(&user.id, request, key).await }).await??;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -338,7 +358,8 @@ async fn release_hold(
     user: User,
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
-    state.shard.release(&user.id, user.staff, &hold).await?;
+    let shard = state.shard.clone();
+    detached(async move { shard.release(&user.id, user.staff, &hold).await }).await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -361,10 +382,10 @@ async fn confirm_hold(
             "paymentReference must be 1-256 characters",
         ));
     }
-    let (booking, created) = state
-        .shard
-        .confirm(&user.id, &hold, &body.payment_reference)
-        .await?;
+    let shard = state.shard.clone();
+    let payment = body.payment_reference;
+    let (booking, created) =
+        detached(async move { shard.confirm(&user.id, &hold, &payment).await }).await??;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -413,7 +434,10 @@ async fn cancel_booking(
     user: User,
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
-    Ok(Json(state.shard.cancel(&user.id, user.staff, &reference).await?).into_response())
+    let shard = state.shard.clone();
+    let booking =
+        detached(async move { shard.cancel(&user.id, user.staff, &reference).await }).await??;
+    Ok(Json(booking).into_response())
 }
 
 async fn check_in(
@@ -424,5 +448,8 @@ async fn check_in(
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
     let key = idempotency_key(&headers)?;
-    Ok(Json(state.shard.check_in(&reference, key.as_deref()).await?).into_response())
+    let shard = state.shard.clone();
+    let booking =
+        detached(async move { shard.check_in(&reference, key.as_deref()).await }).await??;
+    Ok(Json(booking).into_response())
 }

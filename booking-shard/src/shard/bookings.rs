@@ -86,7 +86,10 @@ impl Shard {
                 .collect(),
         };
         self.fault_pause().await;
-        match self.store.confirm(l.epoch, &new).await {
+        let written = tokio::time::timeout(DB_TIMEOUT, self.store.confirm(l.epoch, &new))
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        match written {
             Ok((booking, created)) => {
                 bump(&self.stats.confirms);
                 let ev = {
@@ -106,6 +109,14 @@ impl Shard {
                     warn!(error = %e, "clearing a confirmed hold's locks failed");
                 }
                 Ok((booking, created))
+            }
+            Err(e) if e.outcome_unknown() => {
+                // The booking may have been committed: this leader must not put the
+                // seats back on sale on its own word. Step down; the next leader loads
+                // the truth from PostgreSQL (a booked hold is sold, else still held).
+                warn!(error = %e, hold = hold_id, "a confirm's outcome is unknown");
+                self.step_down(&l, "a confirm's outcome in PostgreSQL is unknown");
+                Err(ShardError::Unknown)
             }
             Err(e) => {
                 restore(HoldState::Live);
@@ -133,6 +144,10 @@ impl Shard {
             StoreError::Conflict(m) => ShardError::Conflict(m),
             StoreError::Db(e) => {
                 warn!(error = %e, "database error");
+                ShardError::Unknown
+            }
+            StoreError::Timeout => {
+                warn!("PostgreSQL did not answer in time");
                 ShardError::Unknown
             }
         }

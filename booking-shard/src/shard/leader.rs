@@ -47,7 +47,11 @@ impl Shard {
         self.coord
             .spawn_keep_alive(lease, self.lease_ttl_secs, lost.clone());
         info!(epoch, "won the election; loading");
-        match self.load(epoch, lost.clone()).await {
+        // A leader that cannot reach PostgreSQL or etcd must not sit on the key.
+        let loaded = tokio::time::timeout(LOAD_TIMEOUT, self.load(epoch, lost.clone()))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("loading took longer than {LOAD_TIMEOUT:?}")));
+        match loaded {
             Ok(leadership) => {
                 bump(&self.stats.leader_terms);
                 let leadership = Arc::new(leadership);

@@ -31,6 +31,12 @@ use crate::coord::{Campaign, CoordError, Coordinator, HoldRecord, LeaderInfo, no
 use crate::inventory::{Holding, Inventory, SeatIndex, Unavailable};
 use crate::store::{Booking, GeneralTickets, NewBooking, Store, StoreError, new_id};
 
+/// How long a confirm's PostgreSQL transaction may take before its outcome counts as
+/// unknown (a partition never answers).
+const DB_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a new leader's load may take before it gives the key back.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What went wrong, in terms the API maps to HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {

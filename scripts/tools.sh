@@ -34,14 +34,20 @@ fail() {
 
 command -v go >/dev/null 2>&1 || fail "Go is required to build the test toolchain (go not found on PATH)"
 
-# protoc: etcd-client compiles etcd's protobuf definitions at build time.
-if ! command -v protoc >/dev/null 2>&1; then
+# Debian packages: protoc (etcd-client compiles etcd's protobuf definitions at build
+# time), ip (the e2e pod runner gives each pod an address on lo) and wget (the chart's
+# `helm test` pod runs it on the host in the e2e harness).
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v wget >/dev/null 2>&1 || missing+=(wget)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "tools.sh: installing protobuf-compiler (protoc) with apt-get" >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler; } \
-      >>"$log.apt" 2>&1 || fail "apt-get install protobuf-compiler failed (see $log.apt)"
+    echo "tools.sh: installing ${missing[*]} with apt-get" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+      >>"$log.apt" 2>&1 || fail "apt-get install ${missing[*]} failed (see $log.apt)"
   else
-    fail "protoc not found: install protobuf-compiler (Debian/Ubuntu) or set PROTOC"
+    fail "missing ${missing[*]}: install them (Debian/Ubuntu package names)"
   fi
 fi
 

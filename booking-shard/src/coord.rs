@@ -123,7 +123,11 @@ impl Coordinator {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+            // etcd answers pings more frequent than its --grpc-keepalive-min-time
+            // (5 s by default) on an idle connection with GOAWAY (too_many_pings), which
+            // broke standbys' watches every few seconds. Leaders do not rely on pings:
+            // their lease deadline ends leadership on its own.
+            .with_keep_alive(Duration::from_secs(6), Duration::from_secs(3));
         let client = Client::connect(endpoints, Some(options)).await?;
         Ok(Self {
             client,

@@ -389,7 +389,13 @@ impl ControlPlane {
     }
 }
 
-fn write_kubeconfig(path: &Path, server: &str, ca: &Path, user: &str, token: &str) -> Result<()> {
+pub(crate) fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca: &Path,
+    user: &str,
+    token: &str,
+) -> Result<()> {
     let text = format!(
         "apiVersion: v1
 kind: Config

@@ -126,6 +126,15 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The exit code once the process has exited (None while running; -1 when it was
+    /// killed by a signal).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.code().unwrap_or(-1)),
+            _ => None,
+        }
+    }
+
     /// Waits up to `timeout` for the process to exit; returns whether it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

@@ -133,8 +133,13 @@ impl ShardProcess {
     }
 }
 
-/// The `booking-shard` binary built by `cargo test --workspace` (or `cargo build`).
+/// The `booking-shard` binary built by `cargo test --workspace` (or `cargo build`), or
+/// the one `BOXOFFICE_SHARD_BIN` names (a long fault campaign runs a copy, so rebuilding
+/// meanwhile does not swap the binary under it).
 pub fn shard_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("BOXOFFICE_SHARD_BIN") {
+        return Ok(PathBuf::from(path));
+    }
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| crate::tools::repo_root().join("target"));

@@ -17,7 +17,9 @@ use etcd_client::{
     TxnOpResponse, WatchOptions,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -37,6 +39,9 @@ pub enum CoordError {
     Etcd(#[from] etcd_client::Error),
     #[error("bad record in etcd: {0}")]
     Corrupt(String),
+    /// A grouped write failed in etcd; its outcome is unknown.
+    #[error("etcd: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = CoordError> = std::result::Result<T, E>;
@@ -116,7 +121,37 @@ pub struct Coordinator {
     /// Hold leases by expiry second (Unix seconds): holds that expire in the same second
     /// share one lease, so the lease count stays bounded.
     leases: Mutex<BTreeMap<i64, i64>>,
+    /// Group commit: guarded writes queue here and go to etcd several per transaction.
+    writes: mpsc::UnboundedSender<Write>,
 }
+
+/// Why a guarded write was refused while we still lead.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    SeatTaken,
+    HoldGone,
+}
+
+impl Refusal {
+    fn error(self) -> CoordError {
+        match self {
+            Refusal::SeatTaken => CoordError::SeatTaken,
+            Refusal::HoldGone => CoordError::HoldGone,
+        }
+    }
+}
+
+/// One guarded write waiting for the group commit.
+struct Write {
+    epoch: i64,
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+    refused: Refusal,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// Transactions of grouped writes in flight at once.
+const WRITES_IN_FLIGHT: usize = 4;
 
 impl Coordinator {
     pub async fn connect(endpoints: &[String], keys: Keys) -> Result<Self> {
@@ -129,11 +164,39 @@ impl Coordinator {
             // their lease deadline ends leadership on its own.
             .with_keep_alive(Duration::from_secs(6), Duration::from_secs(3));
         let client = Client::connect(endpoints, Some(options)).await?;
+        let (writes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(group_commit(client.clone(), keys.clone(), queue));
         Ok(Self {
             client,
             keys,
             leases: Mutex::new(BTreeMap::new()),
+            writes,
         })
+    }
+
+    /// A guarded write through the group commit: it shares one etcd transaction with
+    /// the writes queued meanwhile (see [`group_commit`]).
+    async fn grouped(
+        &self,
+        epoch: i64,
+        compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+        refused: Refusal,
+    ) -> Result<()> {
+        let (done, answer) = oneshot::channel();
+        let write = Write {
+            epoch,
+            compares,
+            ops,
+            refused,
+            done,
+        };
+        if self.writes.send(write).is_err() {
+            return Err(CoordError::Unavailable("the etcd writer stopped".into()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(CoordError::Unavailable("the etcd writer stopped".into())))
     }
 
     pub fn keys(&self) -> &Keys {
@@ -281,10 +344,6 @@ impl Coordinator {
         }
     }
 
-    fn leader_guard(&self, epoch: i64) -> Compare {
-        Compare::create_revision(self.keys.leader(), CompareOp::Equal, epoch)
-    }
-
     /// The shared lease for holds expiring at `expires_at_ms`. The lease outlives the
     /// hold by at most two seconds; the leader deletes expired holds itself and the
     /// lease is the backstop when no leader is there to do it.
@@ -316,31 +375,11 @@ impl Coordinator {
         ops: Vec<TxnOp>,
         refused: CoordError,
     ) -> Result<()> {
-        let mut when = Vec::with_capacity(compares.len() + 1);
-        if crate::fencing::enabled() {
-            when.push(self.leader_guard(epoch));
+        match guarded_txn(&self.client, &self.keys, epoch, compares, ops).await? {
+            Guarded::Done => Ok(()),
+            Guarded::Refused => Err(refused),
+            Guarded::Fenced => Err(CoordError::Fenced),
         }
-        when.extend(compares);
-        let txn = Txn::new()
-            .when(when)
-            .and_then(ops)
-            .or_else([TxnOp::get(self.keys.leader(), None)]);
-        let resp = self.client().txn(txn).await?;
-        if resp.succeeded() {
-            return Ok(());
-        }
-        let still_leader = resp.op_responses().into_iter().any(|op| match op {
-            TxnOpResponse::Get(g) => g
-                .kvs()
-                .first()
-                .is_some_and(|kv| kv.create_revision() == epoch),
-            _ => false,
-        });
-        Err(if still_leader {
-            refused
-        } else {
-            CoordError::Fenced
-        })
     }
 
     /// Puts of a hold's seat locks and record, all on `lease`.
@@ -369,11 +408,11 @@ impl Coordinator {
             .map(|s| absent(self.keys.seat(s)))
             .collect();
         compares.push(absent(self.keys.hold(&record.id)));
-        self.guarded(
+        self.grouped(
             epoch,
             compares,
             self.hold_puts(record, lease),
-            CoordError::SeatTaken,
+            Refusal::SeatTaken,
         )
         .await
     }
@@ -394,7 +433,7 @@ impl Coordinator {
     /// Checks, under the leader guard, that a hold is still in etcd (not expired).
     pub async fn check_hold(&self, epoch: i64, hold_id: &str) -> Result<()> {
         let exists = Compare::create_revision(self.keys.hold(hold_id), CompareOp::Greater, 0);
-        self.guarded(epoch, vec![exists], Vec::new(), CoordError::HoldGone)
+        self.grouped(epoch, vec![exists], Vec::new(), Refusal::HoldGone)
             .await
     }
 
@@ -434,12 +473,13 @@ impl Coordinator {
     }
 
     async fn delete_batch(&self, epoch: i64, ops: Vec<TxnOp>) -> Result<()> {
-        let txn = Txn::new().when([self.leader_guard(epoch)]).and_then(ops);
-        if self.client().txn(txn).await?.succeeded() {
-            Ok(())
-        } else {
-            Err(CoordError::Fenced)
-        }
+        // No compare besides the leader guard: a refusal can only mean fenced.
+        self.grouped(epoch, Vec::new(), ops, Refusal::HoldGone)
+            .await
+            .map_err(|e| match e {
+                CoordError::HoldGone => CoordError::Fenced,
+                other => other,
+            })
     }
 
     /// Every live hold record, and the seat locks (seat id → hold id).
@@ -473,6 +513,138 @@ impl Coordinator {
             })
             .collect();
         Ok((holds, seats))
+    }
+}
+
+enum Guarded {
+    Done,
+    /// A compare failed while we still lead.
+    Refused,
+    Fenced,
+}
+
+fn leader_guard(keys: &Keys, epoch: i64) -> Compare {
+    Compare::create_revision(keys.leader(), CompareOp::Equal, epoch)
+}
+
+/// One transaction guarded by the leader key (unless the test-only switch turned
+/// fencing off) and `compares`.
+async fn guarded_txn(
+    client: &Client,
+    keys: &Keys,
+    epoch: i64,
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+) -> Result<Guarded> {
+    let mut when = Vec::with_capacity(compares.len() + 1);
+    if crate::fencing::enabled() {
+        when.push(leader_guard(keys, epoch));
+    }
+    when.extend(compares);
+    let txn = Txn::new()
+        .when(when)
+        .and_then(ops)
+        .or_else([TxnOp::get(keys.leader(), None)]);
+    let resp = client.clone().txn(txn).await?;
+    if resp.succeeded() {
+        return Ok(Guarded::Done);
+    }
+    let still_leader = resp.op_responses().into_iter().any(|op| match op {
+        TxnOpResponse::Get(g) => g
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.create_revision() == epoch),
+        _ => false,
+    });
+    Ok(if still_leader {
+        Guarded::Refused
+    } else {
+        Guarded::Fenced
+    })
+}
+
+/// Group commit of guarded writes. The first queued write waits for one of
+/// [`WRITES_IN_FLIGHT`] transaction slots; every write queued by then (same epoch,
+/// within etcd's operations-per-transaction limit) joins it in one transaction. Under
+/// load this turns thousands of holds a second into a few hundred transactions, with no
+/// added wait when idle. When the combined transaction is refused while we still lead
+/// (one seat was locked after all, or one hold is gone), each write is retried on its
+/// own so each gets its own answer.
+async fn group_commit(client: Client, keys: Keys, mut queue: mpsc::UnboundedReceiver<Write>) {
+    let slots = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
+    let mut carry: Option<Write> = None;
+    loop {
+        let first = match carry.take() {
+            Some(w) => w,
+            None => match queue.recv().await {
+                Some(w) => w,
+                None => return,
+            },
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let epoch = first.epoch;
+        let (mut compares, mut ops) = (first.compares.len() + 1, first.ops.len());
+        let mut batch = vec![first];
+        while let Ok(w) = queue.try_recv() {
+            if w.epoch != epoch
+                || compares + w.compares.len() > MAX_TXN_OPS
+                || ops + w.ops.len() > MAX_TXN_OPS
+            {
+                carry = Some(w);
+                break;
+            }
+            compares += w.compares.len();
+            ops += w.ops.len();
+            batch.push(w);
+        }
+        let (client, keys) = (client.clone(), keys.clone());
+        tokio::spawn(async move {
+            commit_batch(&client, &keys, epoch, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn commit_batch(client: &Client, keys: &Keys, epoch: i64, batch: Vec<Write>) {
+    let single = batch.len() == 1;
+    let compares: Vec<Compare> = batch.iter().flat_map(|w| w.compares.clone()).collect();
+    let ops: Vec<TxnOp> = batch.iter().flat_map(|w| w.ops.clone()).collect();
+    match guarded_txn(client, keys, epoch, compares, ops).await {
+        Ok(Guarded::Done) => {
+            for w in batch {
+                let _ = w.done.send(Ok(()));
+            }
+        }
+        Ok(Guarded::Fenced) => {
+            for w in batch {
+                let _ = w.done.send(Err(CoordError::Fenced));
+            }
+        }
+        Ok(Guarded::Refused) if single => {
+            for w in batch {
+                let _ = w.done.send(Err(w.refused.error()));
+            }
+        }
+        Ok(Guarded::Refused) => {
+            // Someone in the batch was refused: find out who, one by one.
+            for w in batch {
+                let answer = match guarded_txn(client, keys, epoch, w.compares, w.ops).await {
+                    Ok(Guarded::Done) => Ok(()),
+                    Ok(Guarded::Refused) => Err(w.refused.error()),
+                    Ok(Guarded::Fenced) => Err(CoordError::Fenced),
+                    Err(e) => Err(e),
+                };
+                let _ = w.done.send(answer);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for w in batch {
+                let _ = w.done.send(Err(CoordError::Unavailable(message.clone())));
+            }
+        }
     }
 }
 

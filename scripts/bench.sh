@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Benchmarks of one release-built booking shard (+ its etcd and PostgreSQL, all on
-# this machine) driven by boxoffice-load. Each scenario gets a fresh show.
+# Benchmarks (docs/benchmarks.md): a release-built booking shard with its etcd and
+# PostgreSQL, all on this machine, driven by boxoffice-load; the same workloads against
+# the baseline designs (PostgreSQL SELECT ... FOR UPDATE; Redis SET NX EX); a failover
+# run with three replicas; then PNG plots.
 #
 #   scripts/bench.sh [SECONDS] [CONCURRENCY]      # defaults: 10 s, 64 clients
 #
-# Results: one JSON line per run in target/bench/results.jsonl, a summary on stderr.
+# Results: one JSON line per run in target/bench/results.jsonl, a summary on stderr,
+# plots in docs/bench/. Installs redis-server and fonts-dejavu-core with apt if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conc=${2:-64}
 ETCD_PORT=${ETCD_PORT:-23891}
 PG_PORT=${PG_PORT:-25532}
+REDIS_PORT=${REDIS_PORT:-26379}
 SHARD_PORT=${SHARD_PORT:-8181}
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "bench.sh: installing ${need[*]} with apt-get" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 
 cargo build -q --release -p booking-shard -p boxoffice-load
 . scripts/lib/stack.sh
@@ -21,8 +33,15 @@ results=$PWD/target/bench/results.jsonl
 : >"$results"
 stack_etcd "$ETCD_PORT"
 stack_postgres "$PG_PORT" bench
+pgbin=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -n 1)
+"$pgbin/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE baseline" >/dev/null
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+  >"$work/redis.log" 2>&1 &
+stack_pids+=($!)
 export BOXOFFICE_JWT_SECRET
 BOXOFFICE_JWT_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+DB="postgres://postgres@127.0.0.1:$PG_PORT/bench"
+BASELINE_DB="postgres://postgres@127.0.0.1:$PG_PORT/baseline"
 
 # A show file from an example: renamed, without the per-user limit (load users are few).
 show_from() {  # EXAMPLE NAME
@@ -41,17 +60,21 @@ arena() {  # NAME
   } >"$work/$1.yaml"
 }
 
-shard_pid=""
-start_shard() {  # SHOW_NAME
-  stack_shard target/release/booking-shard "bench-$1" "$SHARD_PORT" "$work/$1.yaml" \
-    "http://127.0.0.1:$ETCD_PORT" "postgres://postgres@127.0.0.1:$PG_PORT/bench" \
-    --hold-rate 0 --db-pool 32 --log-format json
-  shard_pid=${stack_pids[-1]}
-  stack_wait_ready "http://127.0.0.1:$SHARD_PORT"
+shard_pids=()
+start_shards() {  # SHOW_NAME [REPLICAS]
+  local n=${2:-1} i urls=()
+  shard_pids=()
+  for i in $(seq 0 $((n - 1))); do
+    stack_shard target/release/booking-shard "bench-$1-$i" $((SHARD_PORT + i)) "$work/$1.yaml" \
+      "http://127.0.0.1:$ETCD_PORT" "$DB" --hold-rate 0 --db-pool 32 --log-format json
+    shard_pids+=("${stack_pids[-1]}")
+    urls+=("http://127.0.0.1:$((SHARD_PORT + i))")
+  done
+  stack_wait_ready "${urls[@]}"
 }
-stop_shard() {
-  kill "$shard_pid" 2>/dev/null || true
-  wait "$shard_pid" 2>/dev/null || true
+stop_shards() {
+  for p in "${shard_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${shard_pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 load() {  # SHOW SCENARIO [extra args]
   local show=$1 scenario=$2
@@ -59,22 +82,112 @@ load() {  # SHOW SCENARIO [extra args]
   target/release/boxoffice-load --url "http://127.0.0.1:$SHARD_PORT" --show "$show" \
     --scenario "$scenario" --duration "$secs" --concurrency "$conc" "$@" >>"$results"
 }
+baseline() {  # TARGET SHOW_FILE SCENARIO [extra args]
+  local target=$1 file=$2 scenario=$3
+  shift 3
+  target/release/boxoffice-load --target "$target" --show "$(basename "$file" .yaml)" \
+    --show-file "$work/$file" --pg-url "$BASELINE_DB" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
+    --scenario "$scenario" --duration "$secs" --concurrency "$conc" "$@" >>"$results"
+}
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
+# Memory: RSS with the 80,000-seat stadium against the 40-seat club.
 show_from club.yaml mem-club
-start_shard mem-club
-club_rss=$(rss_kib "$shard_pid")
-stop_shard
+start_shards mem-club
+club_rss=$(rss_kib "${shard_pids[0]}")
+stop_shards
 show_from stadium.yaml mem-stadium
-start_shard mem-stadium
-stadium_rss=$(rss_kib "$shard_pid")
-stop_shard
+start_shards mem-stadium
+stadium_rss=$(rss_kib "${shard_pids[0]}")
+stop_shards
 echo "{\"scenario\":\"memory\",\"club_rss_kib\":$club_rss,\"stadium_rss_kib\":$stadium_rss,\"bytes_per_seat\":$(( (stadium_rss - club_rss) * 1024 / (80000 - 40) ))}" >>"$results"
 
-show_from stadium.yaml holds-80k;  start_shard holds-80k;  load holds-80k holds;   stop_shard
-show_from stadium.yaml hot-80k;    start_shard hot-80k;    load hot-80k hot;       stop_shard
-arena war-20k;                     start_shard war-20k;    load war-20k war;       stop_shard
-arena map-20k;                     start_shard map-20k;    load map-20k seatmap;   stop_shard
-show_from stadium.yaml confirm-80k; start_shard confirm-80k; load confirm-80k confirms --prepare 5000; stop_shard
+# boxoffice, every scenario.
+show_from stadium.yaml holds-80k;   start_shards holds-80k;   load holds-80k holds --label cdf; stop_shards
+show_from stadium.yaml hot-80k;     start_shards hot-80k;     load hot-80k hot --label cdf;     stop_shards
+arena war-20k;                      start_shards war-20k;     load war-20k war;                 stop_shards
+arena map-20k;                      start_shards map-20k;     load map-20k seatmap;             stop_shards
+show_from stadium.yaml confirm-80k; start_shards confirm-80k
+load confirm-80k confirms --prepare 20000 --database-url "$DB"
+stop_shards
+# Open loop: hold latency at a fixed 10,000 attempts/s.
+show_from stadium.yaml rate-80k;    start_shards rate-80k
+load rate-80k holds --rate 10000 --concurrency 2000 --label rate
+stop_shards
 
-cat "$results"
+# Baselines, same workloads.
+show_from stadium.yaml bl-holds; show_from stadium.yaml bl-hot; arena bl-war; arena bl-map
+show_from stadium.yaml bl-confirm
+for t in postgres redis; do
+  baseline "$t" bl-holds.yaml holds --label cdf
+  baseline "$t" bl-hot.yaml hot
+  baseline "$t" bl-map.yaml seatmap
+  baseline "$t" bl-confirm.yaml confirms --prepare 20000
+done
+baseline postgres bl-war.yaml war
+
+# Throughput against concurrency (uncontended holds), every design.
+for c in 8 16 32 64 128; do
+  show_from stadium.yaml "sweep-$c"; start_shards "sweep-$c"
+  load "sweep-$c" holds --concurrency "$c" --label sweep
+  stop_shards
+  baseline postgres "sweep-$c.yaml" holds --concurrency "$c" --label sweep
+  baseline redis "sweep-$c.yaml" holds --concurrency "$c" --label sweep
+done
+
+# Failover under load: three replicas, kill -9 the leader, later SIGTERM the next one.
+leader_pid() {
+  local i
+  for i in 0 1 2; do
+    if [ "$(curl -fs "http://127.0.0.1:$((SHARD_PORT + i))/readyz" 2>/dev/null)" = leader ]; then
+      echo "${shard_pids[$i]}"
+      return
+    fi
+  done
+}
+show_from stadium.yaml failover; start_shards failover 3
+urls="http://127.0.0.1:$SHARD_PORT,http://127.0.0.1:$((SHARD_PORT + 1)),http://127.0.0.1:$((SHARD_PORT + 2))"
+target/release/boxoffice-load --url "$urls" --show failover --scenario holds --duration 24 \
+  --concurrency 32 --timeline-ms 100 --label failover >"$work/failover.json" &
+load_pid=$!
+sleep 8
+kill -9 "$(leader_pid)"
+sleep 1
+for _ in $(seq 100); do [ -n "$(leader_pid)" ] && break; sleep 0.1; done
+sleep 7
+kill -TERM "$(leader_pid)"
+wait "$load_pid"
+stop_shards
+python3 - "$work/failover.json" 8 16 >>"$results" <<'EOF'
+import json, sys
+run = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+kill_at, term_at = float(sys.argv[2]), float(sys.argv[3])
+t = run["timeline"]; b = t["bucket_ms"] / 1000.0; ok = t["ok"]
+def gap(after, until):
+    # The longest run of buckets without one successful answer, from `after`.
+    best = cur = 0
+    for i, n in enumerate(ok):
+        if i * b < after - b or i * b > until:
+            continue
+        cur = cur + 1 if n == 0 else 0
+        best = max(best, cur)
+    return round(best * b, 2)
+run["kill_at_s"], run["term_at_s"] = kill_at, term_at
+run["kill_gap_s"] = gap(kill_at, term_at - 1)
+run["term_gap_s"] = gap(term_at, len(ok) * b)
+print(json.dumps(run))
+EOF
+
+target/release/boxoffice-plot "$results" docs/bench
+python3 - "$results" <<'EOF' >&2
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["scenario"] == "memory":
+        print(f"memory: {r['bytes_per_seat']} bytes/seat (stadium {r['stadium_rss_kib']} KiB)"); continue
+    l = r["latency_ms"]
+    extra = f" kill-9 gap {r['kill_gap_s']} s, SIGTERM gap {r['term_gap_s']} s" if r.get("label") == "failover" else ""
+    print(f"{r['target']:9} {r['scenario']:8} c={r['concurrency']:<4} rate={r['rate']:<5} {r['attempts_per_s']:>9.0f} att/s "
+          f"{r['ok_per_s']:>8.0f} ok/s p50 {l['p50']:.2f} p99 {l['p99']:.2f} ms twice={r['seats_held_twice']} "
+          f"db={r.get('bookings_in_db')} {r.get('label','')}{extra}")
+EOF

@@ -482,38 +482,81 @@ impl Coordinator {
             })
     }
 
-    /// Every live hold record, and the seat locks (seat id → hold id).
+    /// Every live hold record, and the seat locks (seat id → hold id), read page by
+    /// page at one revision: a show with tens of thousands of live holds is far beyond
+    /// gRPC's 4 MiB message limit in one response, and a new leader that cannot load
+    /// cannot lead.
     pub async fn load(&self) -> Result<(Vec<HoldRecord>, Vec<(String, String)>)> {
-        let mut c = self.client();
-        let resp = c
-            .get(
-                self.keys.holds_prefix(),
-                Some(GetOptions::new().with_prefix()),
-            )
-            .await?;
-        let mut holds = Vec::with_capacity(resp.kvs().len());
-        for kv in resp.kvs() {
-            let record: HoldRecord = serde_json::from_slice(kv.value())
-                .map_err(|e| CoordError::Corrupt(e.to_string()))?;
+        let (hold_kvs, revision) = self.scan(&self.keys.holds_prefix(), 0).await?;
+        let mut holds = Vec::with_capacity(hold_kvs.len());
+        for (_, value) in hold_kvs {
+            let record: HoldRecord =
+                serde_json::from_slice(&value).map_err(|e| CoordError::Corrupt(e.to_string()))?;
             holds.push(record);
         }
         let prefix = self.keys.seats_prefix();
-        let resp = c
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let seats = resp
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let key = String::from_utf8_lossy(kv.key());
+        let (seat_kvs, _) = self.scan(&prefix, revision).await?;
+        let seats = seat_kvs
+            .into_iter()
+            .map(|(key, value)| {
+                let key = String::from_utf8_lossy(&key);
                 (
                     key.strip_prefix(&prefix).unwrap_or(&key).to_string(),
-                    String::from_utf8_lossy(kv.value()).into_owned(),
+                    String::from_utf8_lossy(&value).into_owned(),
                 )
             })
             .collect();
         Ok((holds, seats))
     }
+
+    /// Every key under `prefix`, in pages of [`SCAN_PAGE`], at `revision` (0: now);
+    /// returns the pairs and the revision read.
+    async fn scan(&self, prefix: &str, revision: i64) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, i64)> {
+        let mut c = self.client();
+        let end = prefix_end(prefix.as_bytes());
+        let mut start = prefix.as_bytes().to_vec();
+        let mut revision = revision;
+        let mut out = Vec::new();
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(SCAN_PAGE);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let resp = c.get(start.clone(), Some(options)).await?;
+            if revision == 0 {
+                revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            let Some(last) = resp.kvs().last() else { break };
+            start = last.key().to_vec();
+            start.push(0);
+            out.extend(
+                resp.kvs()
+                    .iter()
+                    .map(|kv| (kv.key().to_vec(), kv.value().to_vec())),
+            );
+            if !resp.more() {
+                break;
+            }
+        }
+        Ok((out, revision))
+    }
+}
+
+/// Keys per page when a new leader reads holds and seat locks.
+const SCAN_PAGE: i64 = 2000;
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 enum Guarded {

@@ -347,3 +347,48 @@ async fn sigterm_hands_leadership_over_without_waiting_for_the_lease() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// A new leader must load a book far bigger than one gRPC message (4 MiB): tens of
+/// thousands of live holds. Before reads were paged, such a show could not fail over at
+/// all (every candidate's load failed and it stepped down again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_loads_a_book_bigger_than_one_grpc_message() {
+    let yaml = show_yaml("big-book", 0, 0, Some(100_000), 4, None);
+    let mut cluster = Cluster::new(&yaml, 2, None).await;
+    // 20,000 live GA holds with long idempotency keys: about 6 MB of records.
+    let mut etcd = etcd_client::Client::connect([cluster.etcd.endpoint()], None)
+        .await
+        .expect("etcd");
+    let prefix = format!("/boxoffice/tests/{}/holds/", cluster.show);
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 600_000;
+    let holds = 20_000;
+    for batch in 0..holds / 100 {
+        let ops: Vec<etcd_client::TxnOp> = (0..100)
+            .map(|i| {
+                let id = format!("{:032x}", batch * 100 + i);
+                let record = json!({
+                    "id": id, "user": format!("user-{i}"), "area": "pit", "quantity": 1,
+                    "expiresAtMs": expires, "createdAtMs": expires - 600_000,
+                    "idempotencyKey": "k".repeat(128),
+                });
+                etcd_client::TxnOp::put(format!("{prefix}{id}"), record.to_string(), None)
+            })
+            .collect();
+        etcd.txn(etcd_client::Txn::new().and_then(ops))
+            .await
+            .expect("seed holds");
+    }
+    cluster.add_replica("shard-0").await;
+    let leader = cluster.leader().await;
+    let counts = cluster.check_counts(leader).await.expect("counts");
+    assert_eq!(
+        counts["inventory"]["held"].as_i64(),
+        Some(holds as i64),
+        "{}",
+        cluster.logs()
+    );
+}

@@ -9,10 +9,21 @@
 //! after the same 100 seats), `war` (best-available 2–4 seats until sold out),
 //! `seatmap` (GET the seat map), `confirms` (confirm holds made beforehand). Reports
 //! attempts/s, outcomes and latency percentiles (HDR histogram), checks that no seat
-//! was held twice, and prints one JSON line for scripts.
+//! was held twice (and, given `--database-url`, that PostgreSQL has exactly the
+//! acknowledged bookings), and prints one JSON line for scripts.
+//!
+//! Closed loop by default (`--concurrency` clients, one request in flight each); open
+//! loop with `--rate` (requests start on schedule; latency counts from the scheduled
+//! start, so a stalled server cannot hide its queueing). `--url` takes several
+//! comma-separated replicas (round robin); `--timeline-ms` adds per-bucket successes
+//! and failures (the failover benchmark). `--target postgres|redis` runs the same
+//! workload against the baseline designs (`baseline.rs`) instead of a shard.
+
+mod baseline;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -32,23 +43,46 @@ enum Scenario {
     Confirms,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Target {
+    /// A booking shard over HTTP.
+    Boxoffice,
+    /// The seats-table design with `SELECT … FOR UPDATE` (driven directly).
+    Postgres,
+    /// `SET seat NX EX ttl` per seat, bookings in PostgreSQL (driven directly).
+    Redis,
+}
+
 #[derive(Parser, Debug)]
-#[command(about = "Load generator for a boxoffice booking shard")]
+#[command(
+    about = "Load generator for a boxoffice booking shard and the baseline designs",
+    args_override_self = true
+)]
 struct Args {
-    /// Shard base URL.
+    /// Shard base URL(s), comma-separated (round robin).
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     url: String,
     /// Show name.
     #[arg(long)]
     show: String,
     /// The shard's HS256 JWT secret (to mint tokens for the simulated users).
-    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BOXOFFICE_JWT_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     secret: String,
     #[arg(long, value_enum, default_value = "holds")]
     scenario: Scenario,
-    /// Concurrent clients (each keeps one request in flight).
+    #[arg(long, value_enum, default_value = "boxoffice")]
+    target: Target,
+    /// Concurrent clients (closed loop), or the most requests in flight (open loop).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Open loop: start this many requests a second (0: closed loop).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Seconds to run (confirms: until the prepared holds are confirmed).
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -58,6 +92,24 @@ struct Args {
     /// Holds to prepare for the confirms scenario.
     #[arg(long, default_value_t = 5000)]
     prepare: usize,
+    /// Per-bucket successes/failures over time, bucket in ms (0: off).
+    #[arg(long, default_value_t = 0)]
+    timeline_ms: u64,
+    /// The shard's PostgreSQL: check that bookings there equal acknowledged confirms.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Baselines: the show manifest (for the seat list).
+    #[arg(long)]
+    show_file: Option<std::path::PathBuf>,
+    /// Baselines: PostgreSQL URL (tables are created there).
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// Baselines: Redis URL.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// A label for the JSON line (e.g. the run's purpose).
+    #[arg(long, default_value = "")]
+    label: String,
 }
 
 #[derive(Default)]
@@ -72,6 +124,13 @@ struct Tally {
 }
 
 impl Tally {
+    fn new() -> Self {
+        Tally {
+            latency: Histogram::new_with_bounds(1, 120_000_000, 3).ok(),
+            ..Default::default()
+        }
+    }
+
     fn merge(&mut self, o: Tally) -> Result<()> {
         self.ok += o.ok;
         self.conflict += o.conflict;
@@ -85,6 +144,20 @@ impl Tally {
             _ => {}
         }
         Ok(())
+    }
+
+    fn count(&mut self, status: u16, held: Vec<String>, micros: u64) {
+        if let Some(h) = self.latency.as_mut() {
+            let _ = h.record(micros.max(1));
+        }
+        match status {
+            200..=299 => self.ok += 1,
+            409 | 410 => self.conflict += 1,
+            400..=499 => self.other_4xx += 1,
+            0 => self.transport += 1,
+            _ => self.server_error += 1,
+        }
+        self.seats.extend(held);
     }
 }
 
@@ -126,77 +199,165 @@ async fn seat_ids(http: &reqwest::Client, base: &str) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-struct Shared {
-    http: reqwest::Client,
-    base: String,
-    tokens: Vec<String>,
-    seats: Vec<String>,
-    /// Prepared (hold id, user index) for the confirms scenario.
-    holds: std::sync::Mutex<Vec<(String, usize)>>,
+/// Every seat id of a show manifest (for the baselines).
+fn seat_ids_of_file(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)?;
+    let config = boxoffice_crds::ShowConfig::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let layout = boxoffice_crds::VenueLayout::from_seating(&config.spec.seating)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(layout.seat_ids().map(|s| s.to_string()).collect())
 }
 
-/// The next request of a scenario (None: nothing left to do).
-fn next_request(shared: &Shared, scenario: Scenario) -> Option<reqwest::RequestBuilder> {
+/// A hold made beforehand for the confirms scenario.
+struct Prepared {
+    id: String,
+    user: usize,
+    seats: Vec<String>,
+}
+
+struct Shared {
+    target: Target,
+    http: reqwest::Client,
+    bases: Vec<String>,
+    next_base: AtomicUsize,
+    tokens: Vec<String>,
+    seats: Vec<String>,
+    holds: std::sync::Mutex<Vec<Prepared>>,
+    pg: Option<baseline::Postgres>,
+    redis: Option<baseline::Redis>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn base(&self) -> &str {
+        let i = self.next_base.fetch_add(1, Ordering::Relaxed);
+        &self.bases[i % self.bases.len()]
+    }
+
+    fn new_id(&self) -> String {
+        format!("bl-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// What a request wants.
+enum Want {
+    Seats(Vec<String>),
+    Best(i64),
+    Confirm(Prepared),
+    Map,
+}
+
+fn next_want(shared: &Shared, scenario: Scenario) -> Option<(usize, Want)> {
     let mut rng = rand::rng();
-    let user = rng.random_range(0..shared.tokens.len());
-    let token = &shared.tokens[user];
+    let user = rng.random_range(0..shared.tokens.len().max(1));
     Some(match scenario {
-        Scenario::Seatmap => shared.http.get(format!("{}/seats", shared.base)),
+        Scenario::Seatmap => (user, Want::Map),
         Scenario::Confirms => {
-            let (id, owner) = shared.holds.lock().map(|mut h| h.pop()).ok().flatten()?;
-            shared
-                .http
-                .post(format!("{}/holds/{id}/confirm", shared.base))
-                .bearer_auth(&shared.tokens[owner])
-                .json(&json!({"paymentReference": format!("load-{id}")}))
+            let p = shared.holds.lock().map(|mut h| h.pop()).ok().flatten()?;
+            (p.user, Want::Confirm(p))
         }
-        _ => {
-            let body = match scenario {
-                Scenario::Holds => {
-                    let k = rng.random_range(1..=2);
-                    json!({"seats": shared.seats.choose_multiple(&mut rng, k).collect::<Vec<_>>()})
-                }
-                Scenario::Hot => {
-                    let k = rng.random_range(1..=2);
-                    let hot = &shared.seats[..shared.seats.len().min(100)];
-                    json!({"seats": hot.choose_multiple(&mut rng, k).collect::<Vec<_>>()})
-                }
-                _ => json!({"best": {"quantity": rng.random_range(2..=4)}}),
-            };
-            shared
-                .http
-                .post(format!("{}/holds", shared.base))
-                .bearer_auth(token)
-                .json(&body)
+        Scenario::Holds => {
+            let k = rng.random_range(1..=2);
+            let seats = shared.seats.choose_multiple(&mut rng, k).cloned().collect();
+            (user, Want::Seats(seats))
         }
+        Scenario::Hot => {
+            let k = rng.random_range(1..=2);
+            let hot = &shared.seats[..shared.seats.len().min(100)];
+            (
+                user,
+                Want::Seats(hot.choose_multiple(&mut rng, k).cloned().collect()),
+            )
+        }
+        Scenario::War => (user, Want::Best(rng.random_range(2..=4))),
     })
 }
 
-async fn one(shared: &Shared, scenario: Scenario) -> (Option<u16>, Vec<String>) {
-    let Some(request) = next_request(shared, scenario) else {
-        return (None, vec![]);
-    };
-    match request.send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let mut held = Vec::new();
-            if status == 201 && scenario != Scenario::Confirms {
-                if let Ok(v) = resp.json::<Value>().await {
-                    held = v["seats"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|s| s.as_str().map(String::from))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                }
-            } else {
-                let _ = resp.bytes().await;
-            }
-            (Some(status), held)
+fn from_baseline(o: baseline::Outcome) -> (u16, Vec<String>) {
+    match o {
+        baseline::Outcome::Held { seats, .. } => (201, seats),
+        baseline::Outcome::Ok => (200, vec![]),
+        baseline::Outcome::Conflict => (409, vec![]),
+        baseline::Outcome::Error => (500, vec![]),
+    }
+}
+
+/// One request; None when there is nothing left to do.
+async fn one(shared: &Shared, scenario: Scenario) -> Option<(u16, Vec<String>)> {
+    let (user, want) = next_want(shared, scenario)?;
+    let user_name = format!("load-{user}");
+    match shared.target {
+        Target::Postgres => {
+            let pg = shared.pg.as_ref()?;
+            let id = shared.new_id();
+            Some(from_baseline(match want {
+                Want::Seats(seats) => pg.hold(&user_name, &seats, &id).await,
+                Want::Best(n) => pg.best(&user_name, n, &id).await,
+                Want::Confirm(p) => pg.confirm(&format!("load-{}", p.user), &p.id).await,
+                Want::Map => pg.seat_map().await,
+            }))
         }
-        Err(_) => (Some(0), vec![]),
+        Target::Redis => {
+            let r = shared.redis.as_ref()?;
+            let id = shared.new_id();
+            Some(from_baseline(match want {
+                Want::Seats(seats) => r.hold(&seats, &id).await,
+                // Best available has no natural Redis form; not measured.
+                Want::Best(_) => baseline::Outcome::Error,
+                Want::Confirm(p) => {
+                    r.confirm(&format!("load-{}", p.user), &p.id, &p.seats)
+                        .await
+                }
+                Want::Map => r.seat_map(&shared.seats).await,
+            }))
+        }
+        Target::Boxoffice => {
+            let base = shared.base();
+            let token = &shared.tokens[user];
+            let request = match want {
+                Want::Map => shared.http.get(format!("{base}/seats")),
+                Want::Confirm(p) => shared
+                    .http
+                    .post(format!("{base}/holds/{}/confirm", p.id))
+                    .bearer_auth(&shared.tokens[p.user])
+                    .json(&json!({"paymentReference": format!("load-{}", p.id)})),
+                Want::Seats(seats) => shared
+                    .http
+                    .post(format!("{base}/holds"))
+                    .bearer_auth(token)
+                    .json(&json!({ "seats": seats })),
+                Want::Best(n) => shared
+                    .http
+                    .post(format!("{base}/holds"))
+                    .bearer_auth(token)
+                    .json(&json!({"best": {"quantity": n}})),
+            };
+            let is_hold = scenario != Scenario::Confirms && scenario != Scenario::Seatmap;
+            Some(
+                match request.timeout(Duration::from_secs(10)).send().await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let mut held = Vec::new();
+                        if status == 201 && is_hold {
+                            if let Ok(v) = resp.json::<Value>().await {
+                                held = v["seats"]
+                                    .as_array()
+                                    .map(|a| {
+                                        a.iter()
+                                            .filter_map(|s| s.as_str().map(String::from))
+                                            .collect()
+                                    })
+                                    .unwrap_or_default();
+                            }
+                        } else {
+                            let _ = resp.bytes().await;
+                        }
+                        (status, held)
+                    }
+                    Err(_) => (0, vec![]),
+                },
+            )
+        }
     }
 }
 
@@ -207,26 +368,90 @@ async fn prepare_holds(shared: &Shared, n: usize) -> Result<()> {
         attempts += 1;
         let (user, seat) = {
             let mut rng = rand::rng();
-            let user = rng.random_range(0..shared.tokens.len());
+            let user = rng.random_range(0..shared.tokens.len().max(1));
             (
                 user,
                 shared.seats.choose(&mut rng).context("no seats")?.clone(),
             )
         };
-        let resp = shared
-            .http
-            .post(format!("{}/holds", shared.base))
-            .bearer_auth(&shared.tokens[user])
-            .json(&json!({"seats": [seat]}))
-            .send()
-            .await?;
-        if resp.status().as_u16() == 201 {
-            let v: Value = resp.json().await?;
-            made.push((v["id"].as_str().context("hold id")?.to_string(), user));
+        let id = shared.new_id();
+        let user_name = format!("load-{user}");
+        let held = match shared.target {
+            Target::Postgres => match shared
+                .pg
+                .as_ref()
+                .context("pg")?
+                .hold(&user_name, std::slice::from_ref(&seat), &id)
+                .await
+            {
+                baseline::Outcome::Held { id, .. } => Some(id),
+                _ => None,
+            },
+            Target::Redis => match shared
+                .redis
+                .as_ref()
+                .context("redis")?
+                .hold(std::slice::from_ref(&seat), &id)
+                .await
+            {
+                baseline::Outcome::Held { id, .. } => Some(id),
+                _ => None,
+            },
+            Target::Boxoffice => {
+                let resp = shared
+                    .http
+                    .post(format!("{}/holds", shared.base()))
+                    .bearer_auth(&shared.tokens[user])
+                    .json(&json!({"seats": [seat]}))
+                    .send()
+                    .await?;
+                if resp.status().as_u16() == 201 {
+                    let v: Value = resp.json().await?;
+                    Some(v["id"].as_str().context("hold id")?.to_string())
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(id) = held {
+            made.push(Prepared {
+                id,
+                user,
+                seats: vec![seat],
+            });
         }
     }
     *shared.holds.lock().map_err(|_| anyhow::anyhow!("lock"))? = made;
     Ok(())
+}
+
+/// Per-bucket successes and failures.
+struct Timeline {
+    bucket: Duration,
+    ok: Vec<AtomicU64>,
+    failed: Vec<AtomicU64>,
+}
+
+impl Timeline {
+    fn new(bucket_ms: u64, seconds: u64) -> Option<Self> {
+        if bucket_ms == 0 {
+            return None;
+        }
+        let n = (seconds * 1000 / bucket_ms + 2) as usize;
+        Some(Self {
+            bucket: Duration::from_millis(bucket_ms),
+            ok: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            failed: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    fn record(&self, since_start: Duration, ok: bool) {
+        let i = (since_start.as_millis() / self.bucket.as_millis().max(1)) as usize;
+        let list = if ok { &self.ok } else { &self.failed };
+        if let Some(c) = list.get(i.min(list.len() - 1)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[tokio::main]
@@ -235,58 +460,127 @@ async fn main() -> Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .build()?;
-    let base = format!("{}/v1/shows/{}", args.url.trim_end_matches('/'), args.show);
-    let seats = match args.scenario {
-        Scenario::Seatmap | Scenario::War => Vec::new(),
-        _ => seat_ids(&http, &base).await?,
+    let bases: Vec<String> = args
+        .url
+        .split(',')
+        .map(|u| format!("{}/v1/shows/{}", u.trim().trim_end_matches('/'), args.show))
+        .collect();
+    let seats = match (args.target, args.scenario) {
+        (Target::Boxoffice, Scenario::Seatmap | Scenario::War) => Vec::new(),
+        (Target::Boxoffice, _) => seat_ids(&http, &bases[0]).await?,
+        _ => seat_ids_of_file(args.show_file.as_deref().context("--show-file")?)?,
+    };
+    let (pg, redis) = match args.target {
+        Target::Boxoffice => (None, None),
+        Target::Postgres => {
+            let pool = baseline::pg_pool(
+                args.pg_url.as_deref().context("--pg-url")?,
+                args.concurrency.min(64) as u32,
+            )
+            .await?;
+            (
+                Some(baseline::Postgres::setup(pool, &args.show, &seats, 600).await?),
+                None,
+            )
+        }
+        Target::Redis => {
+            let pool = baseline::pg_pool(
+                args.pg_url.as_deref().context("--pg-url")?,
+                args.concurrency.min(64) as u32,
+            )
+            .await?;
+            (
+                None,
+                Some(baseline::Redis::setup(&args.redis_url, pool, &args.show, 600).await?),
+            )
+        }
     };
     let shared = Arc::new(Shared {
+        target: args.target,
         http,
-        base,
-        tokens: tokens(&args.secret, args.users)?,
+        bases,
+        next_base: AtomicUsize::new(0),
+        tokens: if args.target == Target::Boxoffice {
+            tokens(&args.secret, args.users)?
+        } else {
+            vec![String::new(); args.users]
+        },
         seats,
         holds: std::sync::Mutex::new(Vec::new()),
+        pg,
+        redis,
+        next_id: AtomicU64::new(0),
     });
     if args.scenario == Scenario::Confirms {
         prepare_holds(&shared, args.prepare).await?;
     }
+    let timeline = Arc::new(Timeline::new(args.timeline_ms, args.duration));
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
-    let mut workers = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
-        let shared = shared.clone();
-        let scenario = args.scenario;
-        workers.push(tokio::spawn(async move {
-            let mut tally = Tally {
-                latency: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
-                ..Default::default()
-            };
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let (status, held) = one(&shared, scenario).await;
-                let Some(status) = status else { break };
-                if let Some(h) = tally.latency.as_mut() {
-                    let _ = h.record(t.elapsed().as_micros().max(1) as u64);
-                }
-                match status {
-                    200..=299 => tally.ok += 1,
-                    409 | 410 => tally.conflict += 1,
-                    400..=499 => tally.other_4xx += 1,
-                    0 => tally.transport += 1,
-                    _ => tally.server_error += 1,
-                }
-                tally.seats.extend(held);
-                if scenario == Scenario::War && status == 409 && tally.conflict > 50 {
-                    // Sold out for this worker's sizes.
-                    break;
-                }
+    let scenario = args.scenario;
+    let mut total = Tally::new();
+    if args.rate > 0 {
+        // Open loop: start requests on schedule, at most `concurrency` in flight.
+        let slots = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+        let tally = Arc::new(std::sync::Mutex::new(Tally::new()));
+        let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut k: u32 = 0;
+        loop {
+            let intended = started + interval * k;
+            k += 1;
+            if intended >= deadline {
+                break;
             }
-            tally
-        }));
-    }
-    let mut total = Tally::default();
-    for w in workers {
-        total.merge(w.await?)?;
+            tokio::time::sleep_until(intended.into()).await;
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let (shared, tally, timeline) = (shared.clone(), tally.clone(), timeline.clone());
+            tasks.spawn(async move {
+                let answer = one(&shared, scenario).await;
+                drop(slot);
+                if let Some((status, held)) = answer {
+                    let micros = intended.elapsed().as_micros() as u64;
+                    if let Some(t) = timeline.as_ref() {
+                        t.record(started.elapsed(), (200..300).contains(&status));
+                    }
+                    if let Ok(mut t) = tally.lock() {
+                        t.count(status, held, micros);
+                    }
+                }
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+        let t = std::mem::take(&mut *tally.lock().map_err(|_| anyhow::anyhow!("lock"))?);
+        total.merge(t)?;
+    } else {
+        let mut workers = Vec::with_capacity(args.concurrency);
+        for _ in 0..args.concurrency {
+            let (shared, timeline) = (shared.clone(), timeline.clone());
+            workers.push(tokio::spawn(async move {
+                let mut tally = Tally::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let Some((status, held)) = one(&shared, scenario).await else {
+                        break;
+                    };
+                    if let Some(tl) = timeline.as_ref() {
+                        tl.record(started.elapsed(), (200..300).contains(&status));
+                    }
+                    tally.count(status, held, t.elapsed().as_micros() as u64);
+                    if scenario == Scenario::War && status == 409 && tally.conflict > 50 {
+                        // Sold out for this worker's sizes.
+                        break;
+                    }
+                }
+                tally
+            }));
+        }
+        for w in workers {
+            total.merge(w.await?)?;
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
     let attempts =
@@ -297,13 +591,51 @@ async fn main() -> Result<()> {
         .iter()
         .filter(|s| !unique.insert(s.as_str()))
         .count();
+
+    // Bookings durable = acknowledged confirms.
+    let mut bookings_in_db: Option<i64> = None;
+    if scenario == Scenario::Confirms {
+        bookings_in_db = match args.target {
+            Target::Postgres => Some(shared.pg.as_ref().context("pg")?.bookings().await?),
+            Target::Redis => Some(shared.redis.as_ref().context("redis")?.bookings().await?),
+            Target::Boxoffice => match &args.database_url {
+                Some(url) => {
+                    let pool = baseline::pg_pool(url, 1).await?;
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM bookings WHERE status = 'confirmed' AND show LIKE '%/' || $1",
+                    )
+                    .bind(&args.show)
+                    .fetch_one(&pool)
+                    .await?;
+                    Some(n)
+                }
+                None => None,
+            },
+        };
+    }
+
     let h = total
         .latency
         .unwrap_or_else(|| Histogram::new(3).expect("histogram"));
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let quantiles: Vec<f64> = (1..100)
+        .map(|i| i as f64 / 100.0)
+        .chain([0.995, 0.999, 0.9999, 1.0])
+        .collect();
+    let cdf: Vec<[f64; 2]> = quantiles.iter().map(|&q| [q, ms(q)]).collect();
+    let timeline_json = timeline.as_ref().as_ref().map(|t| {
+        json!({
+            "bucket_ms": t.bucket.as_millis() as u64,
+            "ok": t.ok.iter().map(|c| c.load(Ordering::Relaxed)).collect::<Vec<_>>(),
+            "failed": t.failed.iter().map(|c| c.load(Ordering::Relaxed)).collect::<Vec<_>>(),
+        })
+    });
     let report = json!({
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "target": format!("{:?}", args.target).to_lowercase(),
+        "label": args.label,
         "concurrency": args.concurrency,
+        "rate": args.rate,
         "seconds": elapsed,
         "attempts": attempts,
         "attempts_per_s": attempts as f64 / elapsed,
@@ -314,14 +646,19 @@ async fn main() -> Result<()> {
         "server_errors": total.server_error,
         "transport_errors": total.transport,
         "latency_ms": {"p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99), "max": h.max() as f64 / 1000.0},
+        "cdf": cdf,
         "seats_held": total.seats.len(),
         "seats_held_twice": doubles,
+        "bookings_in_db": bookings_in_db,
+        "timeline": timeline_json,
     });
     eprintln!(
-        "{:?} c={} {:.1}s: {} attempts ({:.0}/s), {} ok ({:.0}/s), {} conflicts, {} other 4xx, {} 5xx, {} transport; \
-         latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}; seats held {} (twice: {})",
+        "{:?} {:?} c={} rate={} {:.1}s: {} attempts ({:.0}/s), {} ok ({:.0}/s), {} conflicts, {} other 4xx, {} 5xx, {} transport; \
+         latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}; seats held {} (twice: {}); bookings in the database {:?}",
+        args.target,
         args.scenario,
         args.concurrency,
+        args.rate,
         elapsed,
         attempts,
         attempts as f64 / elapsed,
@@ -336,11 +673,20 @@ async fn main() -> Result<()> {
         ms(0.99),
         h.max() as f64 / 1000.0,
         total.seats.len(),
-        doubles
+        doubles,
+        bookings_in_db,
     );
     println!("{report}");
     if doubles > 0 {
         bail!("{doubles} seats were granted to two holds");
+    }
+    if let Some(n) = bookings_in_db
+        && n != total.ok as i64
+    {
+        bail!(
+            "{n} bookings in the database but {} confirms were acknowledged",
+            total.ok
+        );
     }
     Ok(())
 }

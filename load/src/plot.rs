@@ -1,0 +1,258 @@
+//! boxoffice-plot: PNG charts from `target/bench/results.jsonl` (scripts/bench.sh).
+//!
+//! ```text
+//! boxoffice-plot target/bench/results.jsonl docs/bench
+//! ```
+//!
+//! Writes `throughput.png` (hold attempts/s against concurrency, per design),
+//! `latency-cdf.png` (hold latency distribution, per design) and `failover.png`
+//! (successful requests per 100 ms around a kill -9 and a SIGTERM of the leader).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use serde_json::Value;
+
+const FONT_PATHS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+fn register_font() -> Result<()> {
+    let path = FONT_PATHS
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .context("no DejaVuSans.ttf found (install fonts-dejavu-core)")?;
+    let bytes: &'static [u8] = Box::leak(std::fs::read(path)?.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| anyhow::anyhow!("bad font {path}"))?;
+    Ok(())
+}
+
+fn color(target: &str) -> RGBColor {
+    match target {
+        "boxoffice" => RGBColor(31, 119, 180),
+        "postgres" => RGBColor(214, 39, 40),
+        _ => RGBColor(44, 160, 44),
+    }
+}
+
+fn throughput(results: &[Value], out: &Path) -> Result<()> {
+    let targets = ["boxoffice", "postgres", "redis"];
+    let series: Vec<(&str, Vec<(f64, f64)>)> = targets
+        .iter()
+        .map(|t| {
+            let mut pts: Vec<(f64, f64)> = results
+                .iter()
+                .filter(|r| r["label"] == "sweep" && r["target"] == *t)
+                .filter_map(|r| Some((r["concurrency"].as_f64()?, r["attempts_per_s"].as_f64()?)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (*t, pts)
+        })
+        .filter(|(_, p)| !p.is_empty())
+        .collect();
+    let max_y = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.1))
+        .fold(1.0, f64::max);
+    let max_x = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.0))
+        .fold(1.0, f64::max);
+    let root = BitMapBackend::new(out, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Uncontended holds (80,000 seats): attempts/s by concurrency",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1f64..max_x * 1.1).log_scale(), 0f64..max_y * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrent clients")
+        .y_desc("hold attempts / s")
+        .draw()?;
+    for (t, pts) in &series {
+        let c = color(t);
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))?
+            .label(*t)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, c.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn latency_cdf(results: &[Value], out: &Path) -> Result<()> {
+    let series: Vec<(String, Vec<(f64, f64)>)> = results
+        .iter()
+        .filter(|r| r["label"] == "cdf")
+        .filter_map(|r| {
+            let name = format!("{} {}", r["target"].as_str()?, r["scenario"].as_str()?);
+            let pts = r["cdf"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| Some((p[1].as_f64()?.max(0.01), p[0].as_f64()?)))
+                .collect();
+            Some((name, pts))
+        })
+        .collect();
+    let max_x = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.0))
+        .fold(1.0, f64::max);
+    let root = BitMapBackend::new(out, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Hold latency distribution (64 clients)", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0.05f64..max_x * 1.5).log_scale(), 0f64..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms, log scale)")
+        .y_desc("fraction of requests")
+        .draw()?;
+    for (name, pts) in &series {
+        let c = color(name.split(' ').next().unwrap_or(""));
+        let style = if name.contains("hot") {
+            c.stroke_width(1)
+        } else {
+            c.stroke_width(3)
+        };
+        chart
+            .draw_series(LineSeries::new(pts.clone(), style))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn failover(results: &[Value], out: &Path) -> Result<()> {
+    let Some(run) = results.iter().find(|r| r["label"] == "failover") else {
+        return Ok(());
+    };
+    let t = &run["timeline"];
+    let bucket = t["bucket_ms"].as_f64().unwrap_or(100.0);
+    let per_s = 1000.0 / bucket;
+    let ok: Vec<(f64, f64)> = t["ok"]
+        .as_array()
+        .context("ok")?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                i as f64 * bucket / 1000.0,
+                v.as_f64().unwrap_or(0.0) * per_s,
+            )
+        })
+        .collect();
+    let failed: Vec<(f64, f64)> = t["failed"]
+        .as_array()
+        .context("failed")?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                i as f64 * bucket / 1000.0,
+                v.as_f64().unwrap_or(0.0) * per_s,
+            )
+        })
+        .collect();
+    let max_x = ok.last().map(|p| p.0).unwrap_or(1.0);
+    let max_y = ok.iter().chain(&failed).map(|p| p.1).fold(1.0, f64::max);
+    let root = BitMapBackend::new(out, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Failover under load: kill -9 of the leader, then SIGTERM of the next",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_x, 0f64..max_y * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("requests / s (100 ms buckets)")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(ok, color("boxoffice").stroke_width(2)))?
+        .label("answered 2xx")
+        .legend(|(x, y)| {
+            PathElement::new(
+                vec![(x, y), (x + 20, y)],
+                color("boxoffice").stroke_width(2),
+            )
+        });
+    chart
+        .draw_series(LineSeries::new(failed, color("postgres").stroke_width(2)))?
+        .label("failed or unanswered")
+        .legend(|(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], color("postgres").stroke_width(2))
+        });
+    for (key, name) in [("kill_at_s", "kill -9"), ("term_at_s", "SIGTERM")] {
+        if let Some(x) = run[key].as_f64() {
+            chart.draw_series(LineSeries::new(
+                vec![(x, 0.0), (x, max_y * 1.1)],
+                BLACK.stroke_width(1),
+            ))?;
+            chart.draw_series(std::iter::once(Text::new(
+                name,
+                (x + 0.2, max_y * 1.08),
+                ("sans-serif", 16),
+            )))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let input = args
+        .next()
+        .unwrap_or_else(|| "target/bench/results.jsonl".into());
+    let out_dir = args.next().unwrap_or_else(|| "docs/bench".into());
+    register_font()?;
+    let text = std::fs::read_to_string(&input).with_context(|| format!("reading {input}"))?;
+    let results: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let out = Path::new(&out_dir);
+    std::fs::create_dir_all(out)?;
+    throughput(&results, &out.join("throughput.png"))?;
+    latency_cdf(&results, &out.join("latency-cdf.png"))?;
+    failover(&results, &out.join("failover.png"))?;
+    eprintln!("plots written to {out_dir}");
+    Ok(())
+}

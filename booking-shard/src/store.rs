@@ -275,13 +275,13 @@ impl Store {
             created_at: row.get("created_at"),
         };
         booking.seats = sqlx::query_scalar(
-            "SELECT seat FROM booking_seats WHERE booking_id = $1 ORDER BY seat",
+            "SELECT seat FROM booking_seats WHERE booking_id = $1 ORDER BY seat COLLATE \"C\"",
         )
         .bind(&booking.id)
         .fetch_all(&mut **tx)
         .await?;
         let general = sqlx::query(
-            "SELECT area, quantity FROM booking_general WHERE booking_id = $1 ORDER BY area",
+            "SELECT area, quantity FROM booking_general WHERE booking_id = $1 ORDER BY area COLLATE \"C\"",
         )
         .bind(&booking.id)
         .fetch_all(&mut **tx)
@@ -338,21 +338,24 @@ impl Store {
 
     /// Writes a booking for a hold, fenced by `epoch`. Confirming the same hold again
     /// returns the first booking (`false` in the second field: not newly created).
+    ///
+    /// Five round trips for a reserved-seat booking: BEGIN; the epoch check; the booking
+    /// row (RETURNING its timestamp; a conflict means the hold is already booked, or,
+    /// rarely, the reference was taken); its seats and the outbox event in one
+    /// statement; COMMIT. The booking is built from what was written, not re-read.
     pub async fn confirm(&self, epoch: i64, new: &NewBooking) -> Result<(Booking, bool)> {
         let mut tx = self.pool.begin().await?;
         self.check_epoch(&mut tx, epoch).await?;
-        if let Some(existing) = self.booking_in(&mut tx, "hold_id", &new.hold_id).await? {
-            tx.commit().await?;
-            return Ok((existing, false));
-        }
         let id = new_id();
         let mut reference = new_reference();
-        for attempt in 0.. {
-            let inserted = sqlx::query(
+        let mut attempt = 0;
+        let created_at: String = loop {
+            let row = sqlx::query(
                 "INSERT INTO bookings (id, reference, show, user_id, status, hold_id, \
                  payment_reference, amount_minor, currency, epoch) \
                  VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7, $8, $9) \
-                 ON CONFLICT (reference) DO NOTHING",
+                 ON CONFLICT DO NOTHING \
+                 RETURNING to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
             )
             .bind(&id)
             .bind(&reference)
@@ -363,36 +366,49 @@ impl Store {
             .bind(new.amount_minor)
             .bind(&new.currency)
             .bind(epoch)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            if inserted.rows_affected() == 1 {
-                break;
+            if let Some(row) = row {
+                break row.get(0);
             }
+            // Not inserted: this hold's booking exists (a retry), or the reference
+            // collided with another booking's.
+            if let Some(existing) = self.booking_in(&mut tx, "hold_id", &new.hold_id).await? {
+                tx.commit().await?;
+                return Ok((existing, false));
+            }
+            attempt += 1;
             if attempt == 5 {
                 return Err(StoreError::Conflict(
                     "could not allocate a booking reference".into(),
                 ));
             }
             reference = new_reference();
-        }
-        if !new.seats.is_empty() {
-            let result = sqlx::query(
-                "INSERT INTO booking_seats (booking_id, show, seat, status) \
-                 SELECT $1, $2, unnest($3::text[]), 'confirmed'",
-            )
-            .bind(&id)
-            .bind(&self.show)
-            .bind(&new.seats)
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = result {
-                if is_unique_violation(&e, "booking_seats_confirmed_once") {
-                    drop(tx);
-                    return Err(StoreError::SeatsTaken(self.which_sold(&new.seats).await?));
-                }
-                return Err(e.into());
-            }
-        }
+        };
+        let booking = Booking {
+            id: id.clone(),
+            reference,
+            show: self.show.clone(),
+            user: new.user.clone(),
+            status: "confirmed".into(),
+            hold_id: new.hold_id.clone(),
+            payment_reference: new.payment_reference.clone(),
+            amount_minor: new.amount_minor,
+            currency: new.currency.clone(),
+            seats: {
+                let mut seats = new.seats.clone();
+                seats.sort();
+                seats
+            },
+            general: {
+                let mut general = new.general.clone();
+                general.sort_by(|a, b| a.area.cmp(&b.area));
+                general
+            },
+            refund_status: None,
+            checked_in_at: None,
+            created_at,
+        };
         for g in &new.general {
             sqlx::query(
                 "INSERT INTO booking_general (booking_id, show, area, quantity, status) \
@@ -421,7 +437,30 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        let booking = self.finish(tx, &id, "confirmed", epoch).await?;
+        // The seats (the partial unique index refuses a seat confirmed twice) and the
+        // outbox event, in one statement.
+        let payload = serde_json::to_value(&booking).unwrap_or_default();
+        let result = sqlx::query(
+            "WITH seats AS (INSERT INTO booking_seats (booking_id, show, seat, status) \
+                 SELECT $1, $2, unnest($3::text[]), 'confirmed') \
+             INSERT INTO booking_events (show, booking_id, kind, payload, epoch) \
+             VALUES ($2, $1, 'confirmed', $4, $5)",
+        )
+        .bind(&id)
+        .bind(&self.show)
+        .bind(&new.seats)
+        .bind(payload)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = result {
+            if is_unique_violation(&e, "booking_seats_confirmed_once") {
+                drop(tx);
+                return Err(StoreError::SeatsTaken(self.which_sold(&new.seats).await?));
+            }
+            return Err(e.into());
+        }
+        tx.commit().await?;
         Ok((booking, true))
     }
 

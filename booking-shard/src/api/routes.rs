@@ -106,7 +106,7 @@ async fn seat_map(
     Path(show): Path<String>,
 ) -> Result<Response, ApiError> {
     check_show(&state, &show)?;
-    let body = state.shard.with_inventory(|inv| {
+    let body = state.shard.seat_map_json(|inv| {
         let sections: Vec<_> = inv
             .sections()
             .iter()
@@ -138,7 +138,11 @@ async fn seat_map(
             .collect();
         json!({"sections": sections, "generalAdmission": areas, "inventory": inv.counts()})
     })?;
-    Ok(Json(body).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 async fn availability(

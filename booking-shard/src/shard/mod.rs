@@ -109,7 +109,23 @@ pub struct Shard {
     limiter: RateLimiter,
     /// Set when the show was closed in PostgreSQL (its Show was deleted).
     closed: std::sync::atomic::AtomicBool,
+    /// Seat changes published so far (versions the cached seat map).
+    changes: std::sync::atomic::AtomicU64,
+    seat_map: Mutex<Option<CachedMap>>,
 }
+
+/// The serialized seat map, shared by readers until the seats change (and at least
+/// [`SEAT_MAP_MAX_AGE`] has passed).
+struct CachedMap {
+    epoch: i64,
+    version: u64,
+    built: Instant,
+    body: axum::body::Bytes,
+}
+
+/// How stale a served seat map may be while seats keep changing. Readers that need
+/// every change follow the SSE stream.
+pub const SEAT_MAP_MAX_AGE: Duration = Duration::from_millis(100);
 
 fn bump(c: &std::sync::atomic::AtomicU64) {
     c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -140,6 +156,8 @@ impl Shard {
                 .map(Duration::from_millis),
             limiter,
             closed: std::sync::atomic::AtomicBool::new(false),
+            changes: std::sync::atomic::AtomicU64::new(0),
+            seat_map: Mutex::new(None),
         })
     }
 
@@ -202,7 +220,37 @@ impl Shard {
     }
 
     fn publish(&self, event: SeatEvent) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self.events.send(event);
+    }
+
+    /// The seat map as JSON bytes: rebuilt by `build` when seats changed since the
+    /// cached copy and that copy is older than [`SEAT_MAP_MAX_AGE`], or when the
+    /// leadership changed. Under load, thousands of readers share one serialization
+    /// instead of each holding the book's lock while it is built.
+    pub fn seat_map_json(
+        &self,
+        build: impl FnOnce(&Inventory) -> serde_json::Value,
+    ) -> Result<axum::body::Bytes> {
+        let l = self.leadership()?;
+        let version = self.changes.load(std::sync::atomic::Ordering::Relaxed);
+        let mut cache = self.seat_map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.as_ref()
+            && c.epoch == l.epoch
+            && (c.version == version || c.built.elapsed() < SEAT_MAP_MAX_AGE)
+        {
+            return Ok(c.body.clone());
+        }
+        let value = build(&self.book(&l).inventory);
+        let body = axum::body::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        *cache = Some(CachedMap {
+            epoch: l.epoch,
+            version,
+            built: Instant::now(),
+            body: body.clone(),
+        });
+        Ok(body)
     }
 
     fn event(

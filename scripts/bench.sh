@@ -103,23 +103,25 @@ stop_shards
 echo "{\"scenario\":\"memory\",\"club_rss_kib\":$club_rss,\"stadium_rss_kib\":$stadium_rss,\"bytes_per_seat\":$(( (stadium_rss - club_rss) * 1024 / (80000 - 40) ))}" >>"$results"
 
 # boxoffice, every scenario.
-show_from stadium.yaml holds-80k;   start_shards holds-80k;   load holds-80k holds --label cdf; stop_shards
+show_from stadium.yaml holds-80k;   start_shards holds-80k;   load holds-80k holds --label cdf --stop-at-fill 0.25; stop_shards
 show_from stadium.yaml hot-80k;     start_shards hot-80k;     load hot-80k hot --label cdf;     stop_shards
 arena war-20k;                      start_shards war-20k;     load war-20k war;                 stop_shards
 arena map-20k;                      start_shards map-20k;     load map-20k seatmap;             stop_shards
 show_from stadium.yaml confirm-80k; start_shards confirm-80k
 load confirm-80k confirms --prepare 20000 --database-url "$DB"
 stop_shards
-# Open loop: hold latency at a fixed 10,000 attempts/s.
-show_from stadium.yaml rate-80k;    start_shards rate-80k
-load rate-80k holds --rate 10000 --concurrency 2000 --label rate
-stop_shards
+# Open loop: hold latency at fixed rates (up to 10,000 attempts/s).
+for r in 2500 5000 10000; do
+  show_from stadium.yaml "rate-$r"; start_shards "rate-$r"
+  load "rate-$r" holds --rate "$r" --concurrency 2000 --label rate --stop-at-fill 0.5
+  stop_shards
+done
 
 # Baselines, same workloads.
 show_from stadium.yaml bl-holds; show_from stadium.yaml bl-hot; arena bl-war; arena bl-map
 show_from stadium.yaml bl-confirm
 for t in postgres redis; do
-  baseline "$t" bl-holds.yaml holds --label cdf
+  baseline "$t" bl-holds.yaml holds --label cdf --stop-at-fill 0.25
   baseline "$t" bl-hot.yaml hot
   baseline "$t" bl-map.yaml seatmap
   baseline "$t" bl-confirm.yaml confirms --prepare 20000
@@ -129,10 +131,10 @@ baseline postgres bl-war.yaml war
 # Throughput against concurrency (uncontended holds), every design.
 for c in 8 16 32 64 128; do
   show_from stadium.yaml "sweep-$c"; start_shards "sweep-$c"
-  load "sweep-$c" holds --concurrency "$c" --label sweep
+  load "sweep-$c" holds --concurrency "$c" --label sweep --stop-at-fill 0.25
   stop_shards
-  baseline postgres "sweep-$c.yaml" holds --concurrency "$c" --label sweep
-  baseline redis "sweep-$c.yaml" holds --concurrency "$c" --label sweep
+  baseline postgres "sweep-$c.yaml" holds --concurrency "$c" --label sweep --stop-at-fill 0.25
+  baseline redis "sweep-$c.yaml" holds --concurrency "$c" --label sweep --stop-at-fill 0.25
 done
 
 # Failover under load: three replicas, kill -9 the leader, later SIGTERM the next one.

@@ -21,6 +21,9 @@
 
 mod baseline;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -110,6 +113,11 @@ struct Args {
     /// A label for the JSON line (e.g. the run's purpose).
     #[arg(long, default_value = "")]
     label: String,
+    /// Stop once this fraction of the venue's seats is held (0: run the full
+    /// duration). Uncontended-hold runs stop at a quarter, so a fast design does not
+    /// fill the venue and turn the rest of the run into conflicts.
+    #[arg(long, default_value_t = 0.0)]
+    stop_at_fill: f64,
 }
 
 #[derive(Default)]
@@ -226,12 +234,21 @@ struct Shared {
     pg: Option<baseline::Postgres>,
     redis: Option<baseline::Redis>,
     next_id: AtomicU64,
+    /// Seats held so far, and where to stop (`--stop-at-fill`).
+    held: AtomicU64,
+    stop_at: Option<u64>,
 }
 
 impl Shared {
     fn base(&self) -> &str {
         let i = self.next_base.fetch_add(1, Ordering::Relaxed);
         &self.bases[i % self.bases.len()]
+    }
+
+    /// Counts newly held seats; true once the run should stop.
+    fn filled(&self, newly_held: usize) -> bool {
+        let held = self.held.fetch_add(newly_held as u64, Ordering::Relaxed) + newly_held as u64;
+        self.stop_at.is_some_and(|at| held >= at)
     }
 
     fn new_id(&self) -> String {
@@ -495,6 +512,7 @@ async fn main() -> Result<()> {
             )
         }
     };
+    let seat_count = seats.len();
     let shared = Arc::new(Shared {
         target: args.target,
         http,
@@ -510,6 +528,9 @@ async fn main() -> Result<()> {
         pg,
         redis,
         next_id: AtomicU64::new(0),
+        held: AtomicU64::new(0),
+        stop_at: (args.stop_at_fill > 0.0)
+            .then_some((seat_count as f64 * args.stop_at_fill) as u64),
     });
     if args.scenario == Scenario::Confirms {
         prepare_holds(&shared, args.prepare).await?;
@@ -529,7 +550,11 @@ async fn main() -> Result<()> {
         loop {
             let intended = started + interval * k;
             k += 1;
-            if intended >= deadline {
+            if intended >= deadline
+                || shared
+                    .stop_at
+                    .is_some_and(|at| shared.held.load(Ordering::Relaxed) >= at)
+            {
                 break;
             }
             tokio::time::sleep_until(intended.into()).await;
@@ -542,6 +567,7 @@ async fn main() -> Result<()> {
                 drop(slot);
                 if let Some((status, held)) = answer {
                     let micros = intended.elapsed().as_micros() as u64;
+                    shared.filled(held.len());
                     if let Some(t) = timeline.as_ref() {
                         t.record(started.elapsed(), (200..300).contains(&status));
                     }
@@ -569,7 +595,11 @@ async fn main() -> Result<()> {
                     if let Some(tl) = timeline.as_ref() {
                         tl.record(started.elapsed(), (200..300).contains(&status));
                     }
+                    let full = shared.filled(held.len());
                     tally.count(status, held, t.elapsed().as_micros() as u64);
+                    if full {
+                        break;
+                    }
                     if scenario == Scenario::War && status == 409 && tally.conflict > 50 {
                         // Sold out for this worker's sizes.
                         break;

@@ -52,12 +52,19 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Runs a write to completion on its own task. Were it run in the handler, a client
-/// that hangs up would cancel it halfway (hyper drops the handler's future), leaving a
-/// hold pending or confirming in memory for ever and its seats stuck.
+/// Runs a write to completion even if the client hangs up. Were it run in the
+/// handler, a client that hangs up would cancel it halfway (hyper drops the handler's
+/// future), leaving a hold pending or confirming in memory for ever and its seats
+/// stuck. The write first runs inline up to its first await — refusals decided in
+/// memory (conflicts, bad input, limits) end there without a task — and the rest runs
+/// on its own task, which nothing cancels.
 async fn detached<T: Send + 'static>(
     work: impl Future<Output = T> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let mut work = Box::pin(work);
+    if let Some(done) = futures::FutureExt::now_or_never(&mut work) {
+        return Ok(done);
+    }
     tokio::spawn(work).await.map_err(|e| {
         tracing::error!(error = %e, "a write task failed");
         ApiError::new(

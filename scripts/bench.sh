@@ -5,6 +5,8 @@
 # run with three replicas; then PNG plots.
 #
 #   scripts/bench.sh [SECONDS] [CONCURRENCY]      # defaults: 10 s, 64 clients
+#   BENCH_PARTS="failover" scripts/bench.sh         # only some of: memory shard rate
+#                                                  # baselines sweep failover (default all)
 #
 # Results: one JSON line per run in target/bench/results.jsonl, a summary on stderr,
 # plots in docs/bench/. Installs redis-server and fonts-dejavu-core with apt if missing.
@@ -31,6 +33,8 @@ stack_init "$PWD/target/bench-run"
 mkdir -p target/bench
 results=$PWD/target/bench/results.jsonl
 : >"$results"
+parts=" ${BENCH_PARTS:-memory shard rate baselines sweep failover} "
+part() { [[ "$parts" == *" $1 "* ]]; }
 stack_etcd "$ETCD_PORT"
 stack_postgres "$PG_PORT" bench
 pgbin=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -n 1)
@@ -92,6 +96,7 @@ baseline() {  # TARGET SHOW_FILE SCENARIO [extra args]
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # Memory: RSS with the 80,000-seat stadium against the 40-seat club.
+if part memory; then
 show_from club.yaml mem-club
 start_shards mem-club
 club_rss=$(rss_kib "${shard_pids[0]}")
@@ -101,8 +106,10 @@ start_shards mem-stadium
 stadium_rss=$(rss_kib "${shard_pids[0]}")
 stop_shards
 echo "{\"scenario\":\"memory\",\"club_rss_kib\":$club_rss,\"stadium_rss_kib\":$stadium_rss,\"bytes_per_seat\":$(( (stadium_rss - club_rss) * 1024 / (80000 - 40) ))}" >>"$results"
+fi
 
 # boxoffice, every scenario.
+if part shard; then
 show_from stadium.yaml holds-80k;   start_shards holds-80k;   load holds-80k holds --label cdf --stop-at-fill 0.25; stop_shards
 show_from stadium.yaml hot-80k;     start_shards hot-80k;     load hot-80k hot --label cdf;     stop_shards
 arena war-20k;                      start_shards war-20k;     load war-20k war;                 stop_shards
@@ -110,14 +117,16 @@ arena map-20k;                      start_shards map-20k;     load map-20k seatm
 show_from stadium.yaml confirm-80k; start_shards confirm-80k
 load confirm-80k confirms --prepare 20000 --database-url "$DB"
 stop_shards
+fi
 # Open loop: hold latency at fixed rates (up to 10,000 attempts/s).
-for r in 2500 5000 10000; do
+part rate && for r in 2500 5000 10000; do
   show_from stadium.yaml "rate-$r"; start_shards "rate-$r"
   load "rate-$r" holds --rate "$r" --concurrency 2000 --label rate --stop-at-fill 0.5
   stop_shards
 done
 
 # Baselines, same workloads.
+if part baselines; then
 show_from stadium.yaml bl-holds; show_from stadium.yaml bl-hot; arena bl-war; arena bl-map
 show_from stadium.yaml bl-confirm
 for t in postgres redis; do
@@ -127,9 +136,10 @@ for t in postgres redis; do
   baseline "$t" bl-confirm.yaml confirms --prepare 20000
 done
 baseline postgres bl-war.yaml war
+fi
 
 # Throughput against concurrency (uncontended holds), every design.
-for c in 8 16 32 64 128; do
+part sweep && for c in 8 16 32 64 128; do
   show_from stadium.yaml "sweep-$c"; start_shards "sweep-$c"
   load "sweep-$c" holds --concurrency "$c" --label sweep --stop-at-fill 0.25
   stop_shards
@@ -147,6 +157,7 @@ leader_pid() {
     fi
   done
 }
+if part failover; then
 show_from stadium.yaml failover; start_shards failover 3
 urls="http://127.0.0.1:$SHARD_PORT,http://127.0.0.1:$((SHARD_PORT + 1)),http://127.0.0.1:$((SHARD_PORT + 2))"
 target/release/boxoffice-load --url "$urls" --show failover --scenario holds --duration 24 \
@@ -179,6 +190,7 @@ run["kill_gap_s"] = gap(kill_at, term_at - 1)
 run["term_gap_s"] = gap(term_at, len(ok) * b)
 print(json.dumps(run))
 EOF
+fi
 
 target/release/boxoffice-plot "$results" docs/bench
 python3 - "$results" <<'EOF' >&2

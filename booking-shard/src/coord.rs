@@ -487,15 +487,28 @@ impl Coordinator {
     /// gRPC's 4 MiB message limit in one response, and a new leader that cannot load
     /// cannot lead.
     pub async fn load(&self) -> Result<(Vec<HoldRecord>, Vec<(String, String)>)> {
-        let (hold_kvs, revision) = self.scan(&self.keys.holds_prefix(), 0).await?;
+        // One revision for both reads, which then run side by side.
+        let revision = self
+            .client()
+            .get(self.keys.leader(), None)
+            .await?
+            .header()
+            .map(|h| h.revision())
+            .unwrap_or(0);
+        let prefix = self.keys.seats_prefix();
+        let holds_prefix = self.keys.holds_prefix();
+        let (holds, seats) = tokio::join!(
+            self.scan(&holds_prefix, revision),
+            self.scan(&prefix, revision)
+        );
+        let (hold_kvs, _) = holds?;
+        let (seat_kvs, _) = seats?;
         let mut holds = Vec::with_capacity(hold_kvs.len());
         for (_, value) in hold_kvs {
             let record: HoldRecord =
                 serde_json::from_slice(&value).map_err(|e| CoordError::Corrupt(e.to_string()))?;
             holds.push(record);
         }
-        let prefix = self.keys.seats_prefix();
-        let (seat_kvs, _) = self.scan(&prefix, revision).await?;
         let seats = seat_kvs
             .into_iter()
             .map(|(key, value)| {
@@ -545,7 +558,7 @@ impl Coordinator {
 }
 
 /// Keys per page when a new leader reads holds and seat locks.
-const SCAN_PAGE: i64 = 2000;
+const SCAN_PAGE: i64 = 10_000;
 
 /// The first key after every key that starts with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {

@@ -200,7 +200,7 @@ fn failover(results: &[Value], out: &Path) -> Result<()> {
         .draw()?;
     chart
         .draw_series(LineSeries::new(ok, color("boxoffice").stroke_width(2)))?
-        .label("answered 2xx")
+        .label("answered (2xx or 4xx)")
         .legend(|(x, y)| {
             PathElement::new(
                 vec![(x, y), (x + 20, y)],
@@ -209,7 +209,7 @@ fn failover(results: &[Value], out: &Path) -> Result<()> {
         });
     chart
         .draw_series(LineSeries::new(failed, color("postgres").stroke_width(2)))?
-        .label("failed or unanswered")
+        .label("5xx, timeout or refused")
         .legend(|(x, y)| {
             PathElement::new(vec![(x, y), (x + 20, y)], color("postgres").stroke_width(2))
         });

@@ -80,6 +80,7 @@ impl Shard {
         epoch: i64,
         lost: CancellationToken,
     ) -> anyhow::Result<Leadership> {
+        let started = Instant::now();
         if !self.store.raise_epoch(epoch, &self.me.pod).await? {
             anyhow::bail!("PostgreSQL already has a newer epoch than {epoch}");
         }
@@ -92,7 +93,9 @@ impl Shard {
             .collect();
         self.store.ensure_areas(&areas).await?;
         let sold = self.store.load_sold().await?;
+        let postgres_ms = started.elapsed().as_millis() as u64;
         let (holds, locks) = self.coord.load().await?;
+        let etcd_ms = started.elapsed().as_millis() as u64 - postgres_ms;
 
         let mut book = Book::new(&self.show.layout);
         for seat in &sold.seats {
@@ -173,6 +176,9 @@ impl Shard {
             epoch,
             sold = sold.seats.len(),
             holds = book.by_id.len(),
+            postgres_ms,
+            etcd_ms,
+            total_ms = started.elapsed().as_millis() as u64,
             "loaded the book"
         );
         Ok(Leadership {

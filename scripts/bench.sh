@@ -160,18 +160,22 @@ leader_pid() {
 if part failover; then
 show_from stadium.yaml failover; start_shards failover 3
 urls="http://127.0.0.1:$SHARD_PORT,http://127.0.0.1:$((SHARD_PORT + 1)),http://127.0.0.1:$((SHARD_PORT + 2))"
+now() { date +%s.%N; }
 target/release/boxoffice-load --url "$urls" --show failover --scenario holds --duration 24 \
   --concurrency 32 --timeline-ms 100 --label failover >"$work/failover.json" &
 load_pid=$!
+t0=$(now)
 sleep 8
 kill -9 "$(leader_pid)"
+kill_at=$(awk "BEGIN { print $(now) - $t0 }")
 sleep 1
 for _ in $(seq 100); do [ -n "$(leader_pid)" ] && break; sleep 0.1; done
-sleep 7
+sleep 4
 kill -TERM "$(leader_pid)"
+term_at=$(awk "BEGIN { print $(now) - $t0 }")
 wait "$load_pid"
 stop_shards
-python3 - "$work/failover.json" 8 16 >>"$results" <<'EOF'
+python3 - "$work/failover.json" "$kill_at" "$term_at" >>"$results" <<'EOF'
 import json, sys
 run = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 kill_at, term_at = float(sys.argv[2]), float(sys.argv[3])

@@ -126,6 +126,27 @@ fn next_pod_ip() -> Result<String> {
     Ok(ip)
 }
 
+/// Whether this process may add pod addresses to `lo` (root with CAP_NET_ADMIN and
+/// iproute2); the pod runner needs it.
+pub fn can_add_pod_addresses() -> std::result::Result<(), String> {
+    let probe = "10.244.255.254/32";
+    let out = std::process::Command::new("ip")
+        .args(["addr", "add", probe, "dev", "lo"])
+        .output()
+        .map_err(|e| format!("`ip` (iproute2) not runnable: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() && !err.contains("File exists") {
+        return Err(format!(
+            "`ip addr add {probe} dev lo` failed: {}",
+            err.trim()
+        ));
+    }
+    let _ = std::process::Command::new("ip")
+        .args(["addr", "del", probe, "dev", "lo"])
+        .output();
+    Ok(())
+}
+
 fn remove_pod_addresses() {
     for ip in ADDRESSES
         .lock()

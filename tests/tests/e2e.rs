@@ -186,6 +186,12 @@ async fn book_until(client: Client, seen: Arc<Mutex<Seen>>, stop: CancellationTo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
+    if let Err(why) = boxoffice_e2e::pods::can_add_pod_addresses() {
+        // Without CAP_NET_ADMIN pods cannot get addresses of their own; say so loudly
+        // rather than fail every other test with it.
+        eprintln!("SKIPPED helm_install_book_fail_over_roll_upgrade_uninstall: {why}");
+        return;
+    }
     let plane = ControlPlane::start().await.expect("control plane");
     let client = plane.client().await.expect("client");
     let images = Images {

@@ -112,7 +112,9 @@ fi
 if part shard; then
 show_from stadium.yaml holds-80k;   start_shards holds-80k;   load holds-80k holds --label cdf --stop-at-fill 0.25; stop_shards
 show_from stadium.yaml hot-80k;     start_shards hot-80k;     load hot-80k hot --label cdf;     stop_shards
-arena war-20k;                      start_shards war-20k;     load war-20k war;                 stop_shards
+arena war-20k;                      start_shards war-20k
+load war-20k war --then-confirm --database-url "$DB"
+stop_shards
 arena map-20k;                      start_shards map-20k;     load map-20k seatmap;             stop_shards
 show_from stadium.yaml confirm-80k; start_shards confirm-80k
 load confirm-80k confirms --prepare 20000 --database-url "$DB"
@@ -135,7 +137,7 @@ for t in postgres redis; do
   baseline "$t" bl-map.yaml seatmap
   baseline "$t" bl-confirm.yaml confirms --prepare 20000
 done
-baseline postgres bl-war.yaml war
+baseline postgres bl-war.yaml war --then-confirm
 fi
 
 # Throughput against concurrency (uncontended holds), every design.

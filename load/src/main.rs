@@ -118,6 +118,9 @@ struct Args {
     /// fill the venue and turn the rest of the run into conflicts.
     #[arg(long, default_value_t = 0.0)]
     stop_at_fill: f64,
+    /// War: once sold out, confirm every hold won (a second report line).
+    #[arg(long)]
+    then_confirm: bool,
 }
 
 #[derive(Default)]
@@ -237,6 +240,8 @@ struct Shared {
     /// Seats held so far, and where to stop (`--stop-at-fill`).
     held: AtomicU64,
     stop_at: Option<u64>,
+    /// Holds won in a war (for `--then-confirm`).
+    won: std::sync::Mutex<Vec<Prepared>>,
 }
 
 impl Shared {
@@ -249,6 +254,16 @@ impl Shared {
     fn filled(&self, newly_held: usize) -> bool {
         let held = self.held.fetch_add(newly_held as u64, Ordering::Relaxed) + newly_held as u64;
         self.stop_at.is_some_and(|at| held >= at)
+    }
+
+    fn won(&self, id: &str, user: usize, seats: &[String]) {
+        if let Ok(mut won) = self.won.lock() {
+            won.push(Prepared {
+                id: id.to_string(),
+                user,
+                seats: seats.to_vec(),
+            });
+        }
     }
 
     fn new_id(&self) -> String {
@@ -309,7 +324,13 @@ async fn one(shared: &Shared, scenario: Scenario) -> Option<(u16, Vec<String>)> 
             let id = shared.new_id();
             Some(from_baseline(match want {
                 Want::Seats(seats) => pg.hold(&user_name, &seats, &id).await,
-                Want::Best(n) => pg.best(&user_name, n, &id).await,
+                Want::Best(n) => {
+                    let out = pg.best(&user_name, n, &id).await;
+                    if let baseline::Outcome::Held { id, seats } = &out {
+                        shared.won(id, user, seats);
+                    }
+                    out
+                }
                 Want::Confirm(p) => pg.confirm(&format!("load-{}", p.user), &p.id).await,
                 Want::Map => pg.seat_map().await,
             }))
@@ -365,6 +386,11 @@ async fn one(shared: &Shared, scenario: Scenario) -> Option<(u16, Vec<String>)> 
                                             .collect()
                                     })
                                     .unwrap_or_default();
+                                if scenario == Scenario::War
+                                    && let Some(id) = v["id"].as_str()
+                                {
+                                    shared.won(id, user, &held);
+                                }
                             }
                         } else {
                             let _ = resp.bytes().await;
@@ -531,16 +557,28 @@ async fn main() -> Result<()> {
         redis,
         next_id: AtomicU64::new(0),
         held: AtomicU64::new(0),
+        won: std::sync::Mutex::new(Vec::new()),
         stop_at: (args.stop_at_fill > 0.0)
             .then_some((seat_count as f64 * args.stop_at_fill) as u64),
     });
     if args.scenario == Scenario::Confirms {
         prepare_holds(&shared, args.prepare).await?;
     }
+    run_phase(&args, &shared, args.scenario).await?;
+    if args.scenario == Scenario::War && args.then_confirm {
+        // The war's second act: everyone who got seats pays.
+        let won = std::mem::take(&mut *shared.won.lock().map_err(|_| anyhow::anyhow!("lock"))?);
+        *shared.holds.lock().map_err(|_| anyhow::anyhow!("lock"))? = won;
+        run_phase(&args, &shared, Scenario::Confirms).await?;
+    }
+    Ok(())
+}
+
+/// One phase: drive `scenario`, then report (stderr summary, one JSON line) and check.
+async fn run_phase(args: &Args, shared: &Arc<Shared>, scenario: Scenario) -> Result<()> {
     let timeline = Arc::new(Timeline::new(args.timeline_ms, args.duration));
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
-    let scenario = args.scenario;
     let mut total = Tally::new();
     if args.rate > 0 {
         // Open loop: start requests on schedule, at most `concurrency` in flight.
@@ -563,7 +601,7 @@ async fn main() -> Result<()> {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (shared, tally, timeline) = (shared.clone(), tally.clone(), timeline.clone());
+            let (shared, tally, timeline) = (Arc::clone(shared), tally.clone(), timeline.clone());
             tasks.spawn(async move {
                 let answer = one(&shared, scenario).await;
                 drop(slot);
@@ -586,7 +624,7 @@ async fn main() -> Result<()> {
     } else {
         let mut workers = Vec::with_capacity(args.concurrency);
         for _ in 0..args.concurrency {
-            let (shared, timeline) = (shared.clone(), timeline.clone());
+            let (shared, timeline) = (Arc::clone(shared), timeline.clone());
             workers.push(tokio::spawn(async move {
                 let mut tally = Tally::new();
                 while Instant::now() < deadline {
@@ -663,7 +701,7 @@ async fn main() -> Result<()> {
         })
     });
     let report = json!({
-        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "scenario": format!("{:?}", scenario).to_lowercase(),
         "target": format!("{:?}", args.target).to_lowercase(),
         "label": args.label,
         "concurrency": args.concurrency,
@@ -688,7 +726,7 @@ async fn main() -> Result<()> {
         "{:?} {:?} c={} rate={} {:.1}s: {} attempts ({:.0}/s), {} ok ({:.0}/s), {} conflicts, {} other 4xx, {} 5xx, {} transport; \
          latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}; seats held {} (twice: {}); bookings in the database {:?}",
         args.target,
-        args.scenario,
+        scenario,
         args.concurrency,
         args.rate,
         elapsed,

@@ -129,6 +129,38 @@ impl Workload {
         }
     }
 
+    /// Sends one request until its outcome is known (or `max` attempts), pausing
+    /// between attempts; `classify` turns each answer into an outcome. Returns the last
+    /// outcome and the attempts made.
+    #[allow(clippy::too_many_arguments)]
+    async fn until_known(
+        &self,
+        rng: &mut StdRng,
+        client: u32,
+        request: (reqwest::Method, &str, Option<&Value>, Option<&str>),
+        user: &str,
+        max: u32,
+        pause: Duration,
+        mut classify: impl FnMut(Answer) -> Outcome,
+    ) -> (Outcome, u32) {
+        let (method, path, body, key) = request;
+        let mut outcome = Outcome::Unknown("not sent".into());
+        let mut attempts = 0;
+        while attempts < max {
+            attempts += 1;
+            let answer = self
+                .send(rng, client, method.clone(), path, user, body, key)
+                .await;
+            outcome = classify(answer);
+            if !matches!(outcome, Outcome::Unknown(_)) {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        (outcome, attempts)
+    }
+
+    /// A hold, retried with the same idempotency key while its outcome is unknown.
     async fn hold(
         &self,
         rng: &mut StdRng,
@@ -138,40 +170,28 @@ impl Workload {
         key: &str,
     ) -> Option<HoldGrant> {
         let invoke = self.history.now();
-        let mut outcome = Outcome::Unknown("not sent".into());
         let mut grant = None;
-        let mut attempts = 0;
-        while attempts < 3 {
-            attempts += 1;
-            let answer = self
-                .send(
-                    rng,
-                    client,
-                    reqwest::Method::POST,
-                    "/holds",
-                    user,
-                    Some(request),
-                    Some(key),
-                )
-                .await;
-            outcome = match answer {
-                Answer::Status(s, v) if s.is_success() => {
-                    grant = self.grant_of(&v);
-                    if grant.is_some() {
-                        Outcome::Ok
-                    } else {
-                        Outcome::Unknown(format!("unreadable hold {v}"))
+        let (outcome, attempts) = self
+            .until_known(
+                rng,
+                client,
+                (reqwest::Method::POST, "/holds", Some(request), Some(key)),
+                user,
+                3,
+                Duration::from_millis(300),
+                |answer| match answer {
+                    Answer::Status(s, v) if s.is_success() => {
+                        grant = self.grant_of(&v);
+                        if grant.is_some() {
+                            Outcome::Ok
+                        } else {
+                            Outcome::Unknown(format!("unreadable hold {v}"))
+                        }
                     }
-                }
-                Answer::Status(s, v) if s.is_client_error() => Outcome::Fail(code_of(s, &v)),
-                Answer::Status(s, v) => Outcome::Unknown(code_of(s, &v)),
-                Answer::None(e) => Outcome::Unknown(e),
-            };
-            if !matches!(outcome, Outcome::Unknown(_)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+                    other => definite_or_unknown(other),
+                },
+            )
+            .await;
         self.history.record(Op {
             client,
             kind: OpKind::Hold {
@@ -209,42 +229,30 @@ impl Workload {
         let invoke = self.history.now();
         let body = json!({ "paymentReference": format!("pay-{hold}") });
         let path = format!("/holds/{hold}/confirm");
-        let mut outcome = Outcome::Unknown("not sent".into());
         let mut reference = None;
-        let mut attempts = 0;
-        while attempts < 12 {
-            attempts += 1;
-            let answer = self
-                .send(
-                    rng,
-                    client,
-                    reqwest::Method::POST,
-                    &path,
-                    user,
-                    Some(&body),
-                    None,
-                )
-                .await;
-            outcome = match answer {
-                Answer::Status(s, v) if s.is_success() => {
-                    reference = v["reference"].as_str().map(String::from);
-                    Outcome::Ok
-                }
-                // The hold is busy with another confirm attempt: ask again.
-                Answer::Status(s, v)
-                    if s == StatusCode::CONFLICT && code_of(s, &v).ends_with("conflict") =>
-                {
-                    Outcome::Unknown(code_of(s, &v))
-                }
-                Answer::Status(s, v) if s.is_client_error() => Outcome::Fail(code_of(s, &v)),
-                Answer::Status(s, v) => Outcome::Unknown(code_of(s, &v)),
-                Answer::None(e) => Outcome::Unknown(e),
-            };
-            if !matches!(outcome, Outcome::Unknown(_)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let (outcome, attempts) = self
+            .until_known(
+                rng,
+                client,
+                (reqwest::Method::POST, &path, Some(&body), None),
+                user,
+                12,
+                Duration::from_millis(500),
+                |answer| match answer {
+                    Answer::Status(s, v) if s.is_success() => {
+                        reference = v["reference"].as_str().map(String::from);
+                        Outcome::Ok
+                    }
+                    // The hold is busy with another confirm attempt: ask again.
+                    Answer::Status(s, v)
+                        if s == StatusCode::CONFLICT && code_of(s, &v).ends_with("conflict") =>
+                    {
+                        Outcome::Unknown(code_of(s, &v))
+                    }
+                    other => definite_or_unknown(other),
+                },
+            )
+            .await;
         self.history.record(Op {
             client,
             kind: OpKind::Confirm { hold: hold.into() },
@@ -260,32 +268,17 @@ impl Workload {
     async fn release(&self, rng: &mut StdRng, client: u32, user: &str, hold: &str) {
         let invoke = self.history.now();
         let path = format!("/holds/{hold}");
-        let mut outcome = Outcome::Unknown("not sent".into());
-        let mut attempts = 0;
-        while attempts < 3 {
-            attempts += 1;
-            outcome = match self
-                .send(
-                    rng,
-                    client,
-                    reqwest::Method::DELETE,
-                    &path,
-                    user,
-                    None,
-                    None,
-                )
-                .await
-            {
-                Answer::Status(s, _) if s.is_success() => Outcome::Ok,
-                Answer::Status(s, v) if s.is_client_error() => Outcome::Fail(code_of(s, &v)),
-                Answer::Status(s, v) => Outcome::Unknown(code_of(s, &v)),
-                Answer::None(e) => Outcome::Unknown(e),
-            };
-            if !matches!(outcome, Outcome::Unknown(_)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        let (outcome, attempts) = self
+            .until_known(
+                rng,
+                client,
+                (reqwest::Method::DELETE, &path, None, None),
+                user,
+                3,
+                Duration::from_millis(300),
+                definite_or_unknown,
+            )
+            .await;
         self.history.record(Op {
             client,
             kind: OpKind::Release { hold: hold.into() },
@@ -296,6 +289,16 @@ impl Workload {
             reference: None,
             attempts,
         });
+    }
+}
+
+/// 2xx: done; 4xx: definitely not done; 5xx or no answer: unknown.
+fn definite_or_unknown(answer: Answer) -> Outcome {
+    match answer {
+        Answer::Status(s, _) if s.is_success() => Outcome::Ok,
+        Answer::Status(s, v) if s.is_client_error() => Outcome::Fail(code_of(s, &v)),
+        Answer::Status(s, v) => Outcome::Unknown(code_of(s, &v)),
+        Answer::None(e) => Outcome::Unknown(e),
     }
 }
 

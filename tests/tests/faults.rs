@@ -62,28 +62,36 @@ async fn short_campaign_never_sells_a_seat_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_fencing_is_caught() {
     let _serial = SERIAL.lock().await;
-    let seed = seeds(&[3])[0];
-    let mut opts = CampaignOptions::new(seed, Duration::from_secs(30));
-    opts.broken = true;
-    opts.faults = vec![FaultKind::PauseLeader];
-    opts.hold_ttl = 2;
-    opts.write_delay_ms = 150;
-    opts.gap_ms = (500, 1000);
-    opts.clients = 12;
-    opts.patient = 12;
-    opts.think_ms = (10, 60);
-    opts.rows = 4;
-    opts.seats_per_row = 25;
-    opts.pit = 20;
-    let report = campaign::run(opts).await.expect("campaign runs");
-    println!("broken build: {}", report.summary());
-    assert!(
-        report
+    // A double sale needs a pause to catch work in flight, so it is likely, not
+    // certain, in one round: up to three seeds, stopping at the first caught.
+    let mut reports = Vec::new();
+    for seed in seeds(&[3, 4, 5]) {
+        let mut opts = CampaignOptions::new(seed, Duration::from_secs(30));
+        opts.broken = true;
+        opts.faults = vec![FaultKind::PauseLeader];
+        opts.hold_ttl = 2;
+        opts.write_delay_ms = 150;
+        opts.gap_ms = (500, 1000);
+        opts.clients = 12;
+        opts.patient = 12;
+        opts.think_ms = (10, 60);
+        opts.rows = 4;
+        opts.seats_per_row = 25;
+        opts.pit = 20;
+        let report = campaign::run(opts).await.expect("campaign runs");
+        println!("broken build: {}", report.summary());
+        let caught = report
             .violations
             .iter()
-            .any(|v| v.contains("confirmed in 2 bookings") || v.contains("at once")),
+            .any(|v| v.contains("confirmed in 2 bookings") || v.contains("at once"));
+        if caught {
+            return;
+        }
+        reports.push(show_failure(&report));
+    }
+    panic!(
         "the checker did not see the broken build sell a seat twice:\n{}",
-        show_failure(&report)
+        reports.join("\n\n")
     );
 }
 

@@ -557,8 +557,10 @@ impl Coordinator {
     }
 }
 
-/// Keys per page when a new leader reads holds and seat locks.
-const SCAN_PAGE: i64 = 10_000;
+/// Keys per page when a new leader reads holds and seat locks. A hold record is at
+/// most about 500 bytes (a 128-character idempotency key, a few seat ids), so a page
+/// stays well under gRPC's 4 MiB message limit.
+const SCAN_PAGE: i64 = 4_000;
 
 /// The first key after every key that starts with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {

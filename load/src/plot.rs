@@ -156,30 +156,23 @@ fn failover(results: &[Value], out: &Path) -> Result<()> {
     let t = &run["timeline"];
     let bucket = t["bucket_ms"].as_f64().unwrap_or(100.0);
     let per_s = 1000.0 / bucket;
-    let ok: Vec<(f64, f64)> = t["ok"]
-        .as_array()
-        .context("ok")?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            (
-                i as f64 * bucket / 1000.0,
-                v.as_f64().unwrap_or(0.0) * per_s,
-            )
-        })
-        .collect();
-    let failed: Vec<(f64, f64)> = t["failed"]
-        .as_array()
-        .context("failed")?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            (
-                i as f64 * bucket / 1000.0,
-                v.as_f64().unwrap_or(0.0) * per_s,
-            )
-        })
-        .collect();
+    // Counts per bucket as (seconds, requests per second).
+    let series = |key: &str| -> Result<Vec<(f64, f64)>> {
+        Ok(t[key]
+            .as_array()
+            .with_context(|| key.to_string())?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    i as f64 * bucket / 1000.0,
+                    v.as_f64().unwrap_or(0.0) * per_s,
+                )
+            })
+            .collect())
+    };
+    let ok = series("ok")?;
+    let failed = series("failed")?;
     let max_x = ok.last().map(|p| p.0).unwrap_or(1.0);
     let max_y = ok.iter().chain(&failed).map(|p| p.1).fold(1.0, f64::max);
     let root = BitMapBackend::new(out, (900, 560)).into_drawing_area();

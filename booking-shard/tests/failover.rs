@@ -91,35 +91,21 @@ async fn kill_9_of_the_leader_under_load_loses_no_booking() {
                 let hold: serde_json::Value = resp.json().await.unwrap_or_default();
                 let id = hold["id"].as_str().unwrap_or_default().to_string();
                 // Retry the confirm until it is answered: confirming twice is safe.
-                for _ in 0..50 {
-                    let resp = http
-                        .post(format!("{base}/holds/{id}/confirm"))
-                        .bearer_auth(&auth)
-                        .json(&json!({"paymentReference": format!("pay-{id}")}))
-                        .timeout(Duration::from_secs(5))
-                        .send()
-                        .await;
-                    match resp {
-                        Ok(r) if r.status().is_success() => {
-                            let b: serde_json::Value = r.json().await.unwrap_or_default();
-                            let seats = b["seats"]
-                                .as_array()
-                                .map(|a| {
-                                    a.iter()
-                                        .filter_map(|s| s.as_str().map(String::from))
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            acked.lock().expect("lock").insert(
-                                b["reference"].as_str().unwrap_or_default().to_string(),
-                                seats,
-                            );
-                            successes.lock().expect("lock").push(Instant::now());
-                            break;
-                        }
-                        Ok(r) if r.status().is_client_error() => break,
-                        _ => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
+                let booking = boxoffice_e2e::shard::confirm_until_answered(
+                    &http,
+                    &base,
+                    &auth,
+                    &id,
+                    50,
+                    Duration::from_millis(100),
+                )
+                .await;
+                if let Some(b) = booking {
+                    acked.lock().expect("lock").insert(
+                        b["reference"].as_str().unwrap_or_default().to_string(),
+                        boxoffice_e2e::shard::strings(&b["seats"]),
+                    );
+                    successes.lock().expect("lock").push(Instant::now());
                 }
             }
         }));

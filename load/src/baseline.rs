@@ -210,12 +210,7 @@ impl Postgres {
 
     /// Bookings recorded for the show.
     pub async fn bookings(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM bl_bookings WHERE show = $1")
-                .bind(&self.show)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        count_bookings(&self.pool, &self.show).await
     }
 }
 
@@ -328,11 +323,16 @@ impl Redis {
     }
 
     pub async fn bookings(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM bl_bookings WHERE show = $1")
-                .bind(&self.show)
-                .fetch_one(&self.pg)
-                .await?,
-        )
+        count_bookings(&self.pg, &self.show).await
     }
+}
+
+/// Bookings a baseline recorded for `show`.
+async fn count_bookings(pool: &PgPool, show: &str) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM bl_bookings WHERE show = $1")
+            .bind(show)
+            .fetch_one(pool)
+            .await?,
+    )
 }

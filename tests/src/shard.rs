@@ -166,3 +166,41 @@ pub async fn scrape_metric(http: &reqwest::Client, url: &str, name: &str) -> Opt
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// The strings of a JSON array (e.g. a hold's or booking's `seats`); empty when absent.
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
+}
+
+/// Confirms hold `id` at `base` (`…/v1/shows/<show>`) until it is answered: retried
+/// after 5xx answers and transport errors (confirming a hold twice yields one booking),
+/// given up on a 4xx. Returns the booking, or None when refused or never answered
+/// within `attempts`.
+pub async fn confirm_until_answered(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    attempts: u32,
+    pause: Duration,
+) -> Option<serde_json::Value> {
+    for _ in 0..attempts {
+        let answer = http
+            .post(format!("{base}/holds/{id}/confirm"))
+            .bearer_auth(token)
+            .json(&json!({"paymentReference": format!("pay-{id}")}))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().is_success() => return Some(r.json().await.unwrap_or_default()),
+            Ok(r) if r.status().is_client_error() => return None,
+            _ => tokio::time::sleep(pause).await,
+        }
+    }
+    None
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use boxoffice_crds::Show;
 use boxoffice_e2e::pods::{Images, PodRunner, resolve_service};
-use boxoffice_e2e::shard::{TEST_JWT_SECRET, shard_binary};
+use boxoffice_e2e::shard::{TEST_JWT_SECRET, confirm_until_answered, shard_binary, strings};
 use boxoffice_e2e::tools::{repo_root, tool};
 use boxoffice_e2e::{ControlPlane, EtcdOptions, EtcdServer, PostgresServer, token, wait_for};
 use futures::StreamExt;
@@ -142,35 +142,18 @@ async fn book_until(client: Client, seen: Arc<Mutex<Seen>>, stop: CancellationTo
             }
         };
         let id = hold["id"].as_str().unwrap_or_default().to_string();
-        let seats: Vec<String> = hold["seats"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect();
+        let seats = strings(&hold["seats"]);
         if n.is_multiple_of(3) {
             // Confirm until answered: confirming a hold twice yields one booking.
-            for _ in 0..20 {
-                let r = http
-                    .post(format!("{base}/holds/{id}/confirm"))
-                    .bearer_auth(&auth)
-                    .json(&json!({"paymentReference": format!("pay-{id}")}))
-                    .timeout(Duration::from_secs(5))
-                    .send()
+            let booking =
+                confirm_until_answered(&http, &base, &auth, &id, 20, Duration::from_millis(300))
                     .await;
-                match r {
-                    Ok(r) if r.status().is_success() => {
-                        let b: Value = r.json().await.unwrap_or_default();
-                        let reference = b["reference"].as_str().unwrap_or_default().to_string();
-                        seen.lock()
-                            .expect("seen")
-                            .acknowledged
-                            .push((reference, seats.clone()));
-                        break;
-                    }
-                    Ok(r) if r.status().is_client_error() => break,
-                    _ => tokio::time::sleep(Duration::from_millis(300)).await,
-                }
+            if let Some(b) = booking {
+                let reference = b["reference"].as_str().unwrap_or_default().to_string();
+                seen.lock()
+                    .expect("seen")
+                    .acknowledged
+                    .push((reference, seats));
             }
         } else {
             let _ = http

@@ -210,14 +210,7 @@ impl Workload {
     fn grant_of(&self, v: &Value) -> Option<HoldGrant> {
         Some(HoldGrant {
             id: v["id"].as_str()?.to_string(),
-            seats: v["seats"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            seats: crate::shard::strings(&v["seats"]),
             area: v["area"].as_str().map(String::from),
             quantity: v["quantity"].as_u64()?,
             expires_at: self.history.from_wall(v["expiresAtMs"].as_i64()?),

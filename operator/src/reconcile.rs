@@ -162,6 +162,10 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
         counts,
     );
 
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
     let previous = show.status.clone().unwrap_or_default();
     if let Some(message) = &missing
         && !previous
@@ -201,9 +205,13 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
         &Patch::Apply(&patch),
     )
     .await?;
-    Ok(Action::requeue(Duration::from_secs(
-        ctx.config.status_interval.max(1),
-    )))
+    // An elected leader that has not answered yet is usually loading: look again soon.
+    let interval = if status.leader.is_some() && !ready {
+        ctx.config.status_interval.clamp(1, 2)
+    } else {
+        ctx.config.status_interval.max(1)
+    };
+    Ok(Action::requeue(Duration::from_secs(interval)))
 }
 
 /// A message naming the Secrets (or keys) the shard needs but cannot find.
@@ -316,7 +324,10 @@ pub fn status_for(
         .and_then(|dep| dep.metadata.generation)
         .is_some_and(|g| d.observed_generation == Some(g));
     let rolled_out = current && updated >= want && ready >= want && d.replicas.unwrap_or(0) == want;
-    let is_ready = leader.is_some() && missing_secrets.is_none();
+    // Ready means a leader serves: it is elected in etcd AND answered this poll (a
+    // freshly elected leader is still loading its inventory and refuses requests).
+    let answered = counts.is_some();
+    let is_ready = leader.is_some() && answered && missing_secrets.is_none();
     let stuck = d.conditions.iter().flatten().any(|c| {
         c.type_ == "Progressing"
             && c.status == "False"
@@ -343,6 +354,18 @@ pub fn status_for(
             false,
             "SecretMissing",
             m,
+            generation,
+        )
+    } else if let Some(l) = &leader {
+        condition(
+            &previous.conditions,
+            "Ready",
+            false,
+            "LeaderNotServing",
+            &format!(
+                "{l} leads but did not answer (loading its inventory, or unreachable); \
+                 {ready}/{want} replicas ready"
+            ),
             generation,
         )
     } else {
@@ -404,9 +427,10 @@ pub fn status_for(
     });
 
     let counts = counts.or(previous.inventory);
+    // A show that has served keeps its sales phase through a moment without an answer.
     let phase = if missing_secrets.is_some() {
         "Degraded"
-    } else if !is_ready {
+    } else if leader.is_none() || counts.is_none() {
         "Provisioning"
     } else if counts.is_some_and(|c| c.total > 0 && c.available == 0 && c.held == 0) {
         "SoldOut"
@@ -588,7 +612,9 @@ mod tests {
             cond(&s2, "Ready").last_transition_time,
             cond(&s, "Ready").last_transition_time
         );
-        // Counts survive a moment without a leader answer.
+        // Counts and the sales phase survive a moment without a leader answer, but
+        // Ready says the leader did not answer.
+        show.status = Some(s.clone());
         let s3 = status_for(
             &show,
             Some(&deployment(2, 2)),
@@ -597,6 +623,30 @@ mod tests {
             None,
         );
         assert_eq!(s3.inventory, Some(counts));
+        assert_eq!(s3.phase.as_deref(), Some("OnSale"));
+        assert_eq!(
+            (
+                cond(&s3, "Ready").status.as_str(),
+                cond(&s3, "Ready").reason.as_str()
+            ),
+            ("False", "LeaderNotServing")
+        );
+    }
+
+    #[test]
+    fn an_elected_leader_that_has_not_answered_is_not_ready() {
+        let s = status_for(
+            &club(),
+            Some(&deployment(2, 2)),
+            None,
+            Some("shard-a".into()),
+            None,
+        );
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "Ready").reason, "LeaderNotServing");
+        assert_eq!(s.phase.as_deref(), Some("Provisioning"));
+        assert_eq!(s.leader.as_deref(), Some("shard-a"));
+        assert_eq!(s.inventory, None);
     }
 
     #[test]

@@ -17,9 +17,8 @@ use etcd_client::{
     TxnOpResponse, WatchOptions,
 };
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -621,48 +620,26 @@ async fn guarded_txn(
     })
 }
 
-/// Group commit of guarded writes. The first queued write waits for one of
-/// [`WRITES_IN_FLIGHT`] transaction slots; every write queued by then (same epoch,
-/// within etcd's operations-per-transaction limit) joins it in one transaction. Under
-/// load this turns thousands of holds a second into a few hundred transactions, with no
-/// added wait when idle. When the combined transaction is refused while we still lead
-/// (one seat was locked after all, or one hold is gone), each write is retried on its
-/// own so each gets its own answer.
-async fn group_commit(client: Client, keys: Keys, mut queue: mpsc::UnboundedReceiver<Write>) {
-    let slots = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
-    let mut carry: Option<Write> = None;
-    loop {
-        let first = match carry.take() {
-            Some(w) => w,
-            None => match queue.recv().await {
-                Some(w) => w,
-                None => return,
-            },
-        };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let epoch = first.epoch;
-        let (mut compares, mut ops) = (first.compares.len() + 1, first.ops.len());
-        let mut batch = vec![first];
-        while let Ok(w) = queue.try_recv() {
-            if w.epoch != epoch
-                || compares + w.compares.len() > MAX_TXN_OPS
-                || ops + w.ops.len() > MAX_TXN_OPS
-            {
-                carry = Some(w);
-                break;
-            }
-            compares += w.compares.len();
-            ops += w.ops.len();
-            batch.push(w);
-        }
+/// Group commit of guarded writes (see [`crate::batch`]): writes of the same epoch
+/// share one transaction, within etcd's operations-per-transaction limit. When the
+/// combined transaction is refused while we still lead (one seat was locked after all,
+/// or one hold is gone), each write is retried on its own so each gets its own answer.
+async fn group_commit(client: Client, keys: Keys, queue: mpsc::UnboundedReceiver<Write>) {
+    let admits = |group: &[Write], next: &Write| {
+        let compares: usize = group.iter().map(|w| w.compares.len()).sum::<usize>() + 1;
+        let ops: usize = group.iter().map(|w| w.ops.len()).sum();
+        next.epoch == group[0].epoch
+            && compares + next.compares.len() <= MAX_TXN_OPS
+            && ops + next.ops.len() <= MAX_TXN_OPS
+    };
+    crate::batch::run(queue, WRITES_IN_FLIGHT, admits, |group: Vec<Write>| {
         let (client, keys) = (client.clone(), keys.clone());
-        tokio::spawn(async move {
-            commit_batch(&client, &keys, epoch, batch).await;
-            drop(slot);
-        });
-    }
+        async move {
+            let epoch = group[0].epoch;
+            commit_batch(&client, &keys, epoch, group).await;
+        }
+    })
+    .await;
 }
 
 async fn commit_batch(client: &Client, keys: &Keys, epoch: i64, batch: Vec<Write>) {

@@ -3,6 +3,7 @@
 //! bookings to PostgreSQL.
 
 pub mod api;
+pub mod batch;
 pub mod config;
 pub mod coord;
 pub mod fencing;

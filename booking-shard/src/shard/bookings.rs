@@ -146,6 +146,10 @@ impl Shard {
                 warn!(error = %e, "database error");
                 ShardError::Unknown
             }
+            StoreError::Unavailable(e) => {
+                warn!(error = %e, "database error");
+                ShardError::Unknown
+            }
             StoreError::Timeout => {
                 warn!("PostgreSQL did not answer in time");
                 ShardError::Unknown

@@ -1,0 +1,177 @@
+//! The PostgreSQL store against a real server: the group commit of confirms, and what
+//! each confirm of a group is answered when one of them is refused.
+
+use booking_shard::store::{GeneralTickets, NewBooking, Store, StoreError};
+use boxoffice_e2e::PostgresServer;
+use futures::future::join_all;
+use sqlx::Row;
+
+const EPOCH: i64 = 7;
+
+async fn store() -> Store {
+    let pg = PostgresServer::shared().await.expect("postgres");
+    let url = pg.create_database().await.expect("database");
+    let store = Store::connect(&url, "tests/store", 8)
+        .await
+        .expect("connect");
+    assert!(store.raise_epoch(EPOCH, "test").await.expect("epoch"));
+    store
+        .ensure_areas(&[("pit".to_string(), 10)])
+        .await
+        .expect("areas");
+    store
+}
+
+fn seats(hold: &str, seats: &[&str]) -> NewBooking {
+    NewBooking {
+        user: format!("user-{hold}"),
+        hold_id: hold.to_string(),
+        payment_reference: format!("pay-{hold}"),
+        amount_minor: 1050 * seats.len() as i64,
+        currency: "EUR".into(),
+        seats: seats.iter().map(|s| s.to_string()).collect(),
+        general: Vec::new(),
+    }
+}
+
+fn tickets(hold: &str, quantity: i64) -> NewBooking {
+    NewBooking {
+        general: vec![GeneralTickets {
+            area: "pit".into(),
+            quantity,
+        }],
+        ..seats(hold, &[])
+    }
+}
+
+/// Confirms all at once: on this (current-thread) runtime every one is queued before
+/// the group commit runs, so they form one group.
+async fn confirm_all(
+    store: &Store,
+    epoch: i64,
+    news: &[NewBooking],
+) -> Vec<Result<(booking_shard::store::Booking, bool), StoreError>> {
+    join_all(news.iter().map(|n| store.confirm(epoch, n))).await
+}
+
+/// Transactions that wrote the show's bookings (PostgreSQL's xmin of each row).
+async fn transactions(store: &Store) -> i64 {
+    sqlx::query("SELECT count(DISTINCT xmin::text) FROM bookings")
+        .fetch_one(store.pool())
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test]
+async fn confirms_queued_together_share_one_transaction() {
+    let store = store().await;
+    let news: Vec<NewBooking> = (0..20)
+        .map(|i| {
+            let a = format!("A:{}", 2 * i + 1);
+            let b = format!("A:{}", 2 * i + 2);
+            seats(&format!("h{i}"), &[&b, &a])
+        })
+        .chain([tickets("g1", 3), tickets("g2", 4)])
+        .collect();
+    let answers = confirm_all(&store, EPOCH, &news).await;
+    let mut references = std::collections::HashSet::new();
+    for (new, answer) in news.iter().zip(&answers) {
+        let (booking, created) = answer.as_ref().expect("confirmed");
+        assert!(created);
+        assert_eq!(booking.hold_id, new.hold_id);
+        assert_eq!(booking.user, new.user);
+        let mut want = new.seats.clone();
+        want.sort();
+        assert_eq!(booking.seats, want);
+        assert_eq!(booking.general, new.general);
+        assert!(references.insert(booking.reference.clone()));
+        // What the confirm answered is what was stored.
+        let stored = store
+            .booking(&booking.reference)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(&stored, booking);
+    }
+    assert_eq!(transactions(&store).await, 1, "one group, one transaction");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM booking_events")
+        .fetch_one(store.pool())
+        .await
+        .expect("events");
+    assert_eq!(events, 22);
+    let sold: i64 = sqlx::query_scalar("SELECT sold FROM general_sold WHERE area = 'pit'")
+        .fetch_one(store.pool())
+        .await
+        .expect("sold");
+    assert_eq!(sold, 7);
+}
+
+#[tokio::test]
+async fn a_refused_confirm_does_not_take_its_group_down() {
+    let store = store().await;
+    let first = confirm_all(&store, EPOCH, &[seats("first", &["B:1"])]).await;
+    let (booked, _) = first.into_iter().next().unwrap().expect("first");
+
+    // A seat sold already, a retry of the booked hold, GA beyond capacity, and
+    // ordinary confirms, in one group.
+    let news = vec![
+        seats("ok-1", &["C:1"]),
+        seats("stale", &["C:2", "B:1"]),
+        seats("first", &["B:1"]),
+        tickets("pit-1", 6),
+        tickets("pit-2", 6),
+        seats("ok-2", &["C:3"]),
+    ];
+    let answers = confirm_all(&store, EPOCH, &news).await;
+    assert!(answers[0].as_ref().is_ok_and(|(_, created)| *created));
+    match &answers[1] {
+        Err(StoreError::SeatsTaken(seats)) => assert_eq!(seats, &vec!["B:1".to_string()]),
+        other => panic!("a sold seat must be refused: {other:?}"),
+    }
+    let (again, created) = answers[2].as_ref().expect("retry answered");
+    assert!(!created);
+    assert_eq!(again, &booked);
+    assert!(answers[3].as_ref().is_ok_and(|(_, created)| *created));
+    match &answers[4] {
+        Err(StoreError::OverCapacity(area)) => assert_eq!(area, "pit"),
+        other => panic!("12 tickets in a 10-place area must be refused: {other:?}"),
+    }
+    assert!(answers[5].as_ref().is_ok_and(|(_, created)| *created));
+
+    let seats_sold: Vec<String> = sqlx::query_scalar(
+        "SELECT seat FROM booking_seats WHERE status = 'confirmed' ORDER BY seat",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("seats");
+    assert_eq!(seats_sold, ["B:1", "C:1", "C:3"]);
+    let sold: i64 = sqlx::query_scalar("SELECT sold FROM general_sold WHERE area = 'pit'")
+        .fetch_one(store.pool())
+        .await
+        .expect("sold");
+    assert_eq!(sold, 6);
+    let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
+        .fetch_one(store.pool())
+        .await
+        .expect("bookings");
+    assert_eq!(bookings, 4);
+}
+
+#[tokio::test]
+async fn a_deposed_leaders_group_is_fenced_whole() {
+    let store = store().await;
+    assert!(store.raise_epoch(EPOCH + 1, "newer").await.expect("raise"));
+    let news = vec![seats("a", &["D:1"]), seats("b", &["D:2"]), tickets("c", 1)];
+    for answer in confirm_all(&store, EPOCH, &news).await {
+        assert!(
+            matches!(answer, Err(StoreError::Fenced)),
+            "a write with an old epoch must be fenced: {answer:?}"
+        );
+    }
+    let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
+        .fetch_one(store.pool())
+        .await
+        .expect("bookings");
+    assert_eq!(bookings, 0);
+}

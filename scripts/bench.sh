@@ -6,10 +6,12 @@
 #
 #   scripts/bench.sh [SECONDS] [CONCURRENCY]      # defaults: 10 s, 64 clients
 #   BENCH_PARTS="failover" scripts/bench.sh         # only some of: memory shard rate
-#                                                  # baselines sweep failover (default all)
+#                                                  # baselines sweep failover (default all);
+#                                                  # shard = holds hot war seatmap confirms
 #
 # Results: one JSON line per run in target/bench/results.jsonl, a summary on stderr,
-# plots in docs/bench/. Installs redis-server and fonts-dejavu-core with apt if missing.
+# plots in docs/bench/ (target/bench/plots/ when BENCH_PARTS is set). Installs
+# redis-server and fonts-dejavu-core with apt if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -108,14 +110,24 @@ stop_shards
 echo "{\"scenario\":\"memory\",\"club_rss_kib\":$club_rss,\"stadium_rss_kib\":$stadium_rss,\"bytes_per_seat\":$(( (stadium_rss - club_rss) * 1024 / (80000 - 40) ))}" >>"$results"
 fi
 
-# boxoffice, every scenario.
-if part shard; then
+# boxoffice, every scenario ("shard" = all five; or name some: holds hot war seatmap
+# confirms).
+one() { part shard || part "$1"; }
+if one holds; then
 show_from stadium.yaml holds-80k;   start_shards holds-80k;   load holds-80k holds --label cdf --stop-at-fill 0.25; stop_shards
+fi
+if one hot; then
 show_from stadium.yaml hot-80k;     start_shards hot-80k;     load hot-80k hot --label cdf;     stop_shards
+fi
+if one war; then
 arena war-20k;                      start_shards war-20k
 load war-20k war --then-confirm --database-url "$DB"
 stop_shards
+fi
+if one seatmap; then
 arena map-20k;                      start_shards map-20k;     load map-20k seatmap;             stop_shards
+fi
+if one confirms; then
 show_from stadium.yaml confirm-80k; start_shards confirm-80k
 load confirm-80k confirms --prepare 20000 --database-url "$DB"
 stop_shards
@@ -198,7 +210,10 @@ print(json.dumps(run))
 EOF
 fi
 
-target/release/boxoffice-plot "$results" docs/bench
+# A partial run must not replace the committed plots of a full one.
+plots=docs/bench
+[ -n "${BENCH_PARTS:-}" ] && plots=target/bench/plots && mkdir -p "$plots"
+target/release/boxoffice-plot "$results" "$plots"
 python3 - "$results" <<'EOF' >&2
 import json, sys
 for line in open(sys.argv[1]):

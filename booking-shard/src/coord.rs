@@ -100,6 +100,23 @@ impl Keys {
     pub fn seats_prefix(&self) -> String {
         format!("{}seats/", self.prefix)
     }
+    pub fn show_prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// Hold records and seat locks as stored in etcd: what a new leader loads.
+#[derive(Debug, Default, PartialEq)]
+pub struct StoredBook {
+    pub holds: Vec<HoldRecord>,
+    /// Seat id → hold id.
+    pub locks: Vec<(String, String)>,
+}
+
+/// The key/value pairs under `holds/` and `seats/`, in key order.
+pub struct RawBook {
+    pub holds: Vec<(Vec<u8>, Vec<u8>)>,
+    pub seats: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The outcome of one campaign round.
@@ -202,7 +219,7 @@ impl Coordinator {
         &self.keys
     }
 
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         self.client.clone()
     }
 
@@ -485,7 +502,13 @@ impl Coordinator {
     /// page at one revision: a show with tens of thousands of live holds is far beyond
     /// gRPC's 4 MiB message limit in one response, and a new leader that cannot load
     /// cannot lead.
-    pub async fn load(&self) -> Result<(Vec<HoldRecord>, Vec<(String, String)>)> {
+    pub async fn load(&self) -> Result<StoredBook> {
+        let (raw, _) = self.read_book().await?;
+        self.parse_book(raw)
+    }
+
+    /// The raw hold and seat-lock pairs at one revision (returned with them).
+    pub async fn read_book(&self) -> Result<(RawBook, i64)> {
         // One revision for both reads, which then run side by side.
         let revision = self
             .client()
@@ -494,21 +517,27 @@ impl Coordinator {
             .header()
             .map(|h| h.revision())
             .unwrap_or(0);
-        let prefix = self.keys.seats_prefix();
-        let holds_prefix = self.keys.holds_prefix();
+        let (holds_prefix, seats_prefix) = (self.keys.holds_prefix(), self.keys.seats_prefix());
         let (holds, seats) = tokio::join!(
             self.scan(&holds_prefix, revision),
-            self.scan(&prefix, revision)
+            self.scan(&seats_prefix, revision)
         );
-        let (hold_kvs, _) = holds?;
-        let (seat_kvs, _) = seats?;
-        let mut holds = Vec::with_capacity(hold_kvs.len());
-        for (_, value) in hold_kvs {
+        let (holds, _) = holds?;
+        let (seats, _) = seats?;
+        Ok((RawBook { holds, seats }, revision))
+    }
+
+    /// Hold records and seat locks from their raw pairs.
+    pub fn parse_book(&self, raw: RawBook) -> Result<StoredBook> {
+        let mut holds = Vec::with_capacity(raw.holds.len());
+        for (_, value) in raw.holds {
             let record: HoldRecord =
                 serde_json::from_slice(&value).map_err(|e| CoordError::Corrupt(e.to_string()))?;
             holds.push(record);
         }
-        let seats = seat_kvs
+        let prefix = self.keys.seats_prefix();
+        let locks = raw
+            .seats
             .into_iter()
             .map(|(key, value)| {
                 let key = String::from_utf8_lossy(&key);
@@ -518,7 +547,7 @@ impl Coordinator {
                 )
             })
             .collect();
-        Ok((holds, seats))
+        Ok(StoredBook { holds, locks })
     }
 
     /// Every key under `prefix`, in pages of [`SCAN_PAGE`], at `revision` (0: now);

@@ -8,6 +8,7 @@ pub mod config;
 pub mod coord;
 pub mod fencing;
 pub mod inventory;
+pub mod mirror;
 pub mod shard;
 pub mod store;
 

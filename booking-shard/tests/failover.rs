@@ -378,3 +378,120 @@ async fn a_new_leader_loads_a_book_bigger_than_one_grpc_message() {
         cluster.logs()
     );
 }
+
+/// A standby follows the book in etcd (holds, seat locks, and their removal on confirm,
+/// release and cancel); when it takes over it loads from that copy instead of reading
+/// etcd, and the copy is exact: the counts are the old leader's, and a hold taken
+/// before the handover confirms through the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_its_mirror_of_the_book() {
+    let cluster = Cluster::start(
+        &show_yaml("mirrored", 4, 10, Some(20), 4, None),
+        2,
+        15,
+        None,
+    )
+    .await;
+    let leader = cluster.leader().await;
+    let standby = 1 - leader;
+    let mut holds = Vec::new();
+    for i in 0..10 {
+        let user = format!("u{i}");
+        let (status, body) = cluster
+            .post(leader, "/holds", &user, json!({"best": {"quantity": 2}}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        holds.push((user, body["id"].as_str().expect("id").to_string()));
+    }
+    for i in 0..3 {
+        let (status, body) = cluster
+            .post(
+                leader,
+                "/holds",
+                "ga",
+                json!({"general": {"area": "pit", "quantity": 2 + i}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // Three confirmed (one booking then cancelled), two released.
+    let mut references = Vec::new();
+    for (user, id) in &holds[..3] {
+        let (status, body) = cluster
+            .post(
+                leader,
+                &format!("/holds/{id}/confirm"),
+                user,
+                json!({"paymentReference": "p"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        references.push((
+            user.clone(),
+            body["reference"].as_str().unwrap().to_string(),
+        ));
+    }
+    let (user, reference) = &references[0];
+    let (status, body) = cluster
+        .post(
+            leader,
+            &format!("/bookings/{reference}/cancel"),
+            user,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (user, id) in &holds[3..5] {
+        let status = cluster
+            .http
+            .delete(format!("{}/holds/{id}", cluster.base(leader)))
+            .bearer_auth(boxoffice_e2e::token(user, &[]))
+            .send()
+            .await
+            .expect("release")
+            .status();
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let before = cluster.check_counts(leader).await.expect("counts");
+
+    cluster.replicas[leader]
+        .process()
+        .signal(Signal::SIGTERM)
+        .expect("SIGTERM");
+    cluster.wait_leader(standby).await;
+    let after = cluster.check_counts(standby).await.expect("counts");
+    assert_eq!(
+        after["inventory"],
+        before["inventory"],
+        "{}",
+        cluster.logs()
+    );
+    assert_eq!(after["inventory"]["held"], 2 * 5 + 2 + 3 + 4);
+    assert_eq!(after["inventory"]["sold"], 2 * 2);
+    let log = cluster.replicas[standby].process().log_tail(100_000);
+    let loaded = log
+        .lines()
+        .rfind(|l| l.contains("loaded the book"))
+        .expect("the new leader logs its load");
+    assert!(
+        loaded.contains("mirror"),
+        "loaded from etcd, not the mirror: {loaded}"
+    );
+
+    let (user, id) = &holds[9];
+    let (status, body) = cluster
+        .post(
+            standby,
+            &format!("/holds/{id}/confirm"),
+            user,
+            json!({"paymentReference": "p"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The released and cancelled seats are free for the new leader to sell again.
+    let (status, body) = cluster
+        .post(standby, "/holds", "late", json!({"best": {"quantity": 4}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    cluster.check_counts(standby).await.expect("counts");
+}

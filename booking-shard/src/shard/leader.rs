@@ -1,11 +1,18 @@
 //! Campaigning, leading, and a new leader's load from PostgreSQL and etcd.
 
 use super::*;
+use crate::mirror::Mirror;
+
+/// How long a new leader waits for its mirror to prove it is current before reading
+/// etcd instead (a current mirror answers in milliseconds).
+const MIRROR_WAIT: Duration = Duration::from_millis(500);
 
 impl Shard {
     /// Campaigns until `shutdown`; leads while it can. On shutdown a leader resigns so a
     /// standby takes over at once.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // While standing by, a warm copy of the book in etcd (see [`Mirror`]).
+        let mut mirror: Option<Mirror> = None;
         while !shutdown.is_cancelled() {
             match self.coord.campaign(&self.me, self.lease_ttl_secs).await {
                 Err(e) => {
@@ -18,6 +25,9 @@ impl Shard {
                 }
                 Ok(Campaign::Lost { leader, revision }) => {
                     self.set_role(Role::Follower(leader));
+                    if mirror.is_none() {
+                        mirror = Some(Mirror::start(self.coord.clone()));
+                    }
                     let watched = self
                         .coord
                         .wait_for_vacancy(revision, &shutdown, |l| {
@@ -30,7 +40,7 @@ impl Shard {
                     }
                 }
                 Ok(Campaign::Won { lease, epoch }) => {
-                    self.lead(lease, epoch, &shutdown).await;
+                    self.lead(lease, epoch, &shutdown, mirror.take()).await;
                 }
             }
         }
@@ -42,13 +52,14 @@ impl Shard {
         lease: i64,
         epoch: i64,
         shutdown: &CancellationToken,
+        mirror: Option<Mirror>,
     ) {
         let lost = shutdown.child_token();
         self.coord
             .spawn_keep_alive(lease, self.lease_ttl_secs, lost.clone());
         info!(epoch, "won the election; loading");
         // A leader that cannot reach PostgreSQL or etcd must not sit on the key.
-        let loaded = tokio::time::timeout(LOAD_TIMEOUT, self.load(epoch, lost.clone()))
+        let loaded = tokio::time::timeout(LOAD_TIMEOUT, self.load(epoch, lost.clone(), mirror))
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("loading took longer than {LOAD_TIMEOUT:?}")));
         match loaded {
@@ -73,29 +84,46 @@ impl Shard {
         self.coord.resign(lease).await;
     }
 
-    /// A new leader's load: raise the fencing epoch, then sold seats from PostgreSQL and
-    /// live holds from etcd.
+    /// A new leader's load: raise the fencing epoch and read sold seats from
+    /// PostgreSQL; meanwhile take live holds and seat locks from the standby's mirror
+    /// when it proves current, else read them from etcd.
     pub(super) async fn load(
         &self,
         epoch: i64,
         lost: CancellationToken,
+        mirror: Option<Mirror>,
     ) -> anyhow::Result<Leadership> {
         let started = Instant::now();
-        if !self.store.raise_epoch(epoch, &self.me.pod).await? {
-            anyhow::bail!("PostgreSQL already has a newer epoch than {epoch}");
-        }
-        let areas: Vec<(String, i64)> = self
-            .show
-            .layout
-            .areas
-            .iter()
-            .map(|a| (a.name.clone(), a.capacity as i64))
-            .collect();
-        self.store.ensure_areas(&areas).await?;
-        let sold = self.store.load_sold().await?;
-        let postgres_ms = started.elapsed().as_millis() as u64;
-        let (holds, locks) = self.coord.load().await?;
-        let etcd_ms = started.elapsed().as_millis() as u64 - postgres_ms;
+        let postgres = async {
+            if !self.store.raise_epoch(epoch, &self.me.pod).await? {
+                anyhow::bail!("PostgreSQL already has a newer epoch than {epoch}");
+            }
+            let areas: Vec<(String, i64)> = self
+                .show
+                .layout
+                .areas
+                .iter()
+                .map(|a| (a.name.clone(), a.capacity as i64))
+                .collect();
+            self.store.ensure_areas(&areas).await?;
+            let sold = self.store.load_sold().await?;
+            anyhow::Ok((sold, started.elapsed().as_millis() as u64))
+        };
+        let etcd = async {
+            let mirrored = match mirror {
+                Some(m) => m.book_at_least(epoch, MIRROR_WAIT).await,
+                None => None,
+            };
+            let (source, stored) = match mirrored {
+                Some(book) => ("mirror", book),
+                None => ("etcd", self.coord.load().await?),
+            };
+            anyhow::Ok((source, stored, started.elapsed().as_millis() as u64))
+        };
+        let (postgres, etcd) = tokio::join!(postgres, etcd);
+        let (sold, postgres_ms) = postgres?;
+        let (source, stored, etcd_ms) = etcd?;
+        let (holds, locks) = (stored.holds, stored.locks);
 
         let mut book = Book::new(&self.show.layout);
         for seat in &sold.seats {
@@ -178,6 +206,7 @@ impl Shard {
             holds = book.by_id.len(),
             postgres_ms,
             etcd_ms,
+            source,
             total_ms = started.elapsed().as_millis() as u64,
             "loaded the book"
         );

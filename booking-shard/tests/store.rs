@@ -4,7 +4,6 @@
 use booking_shard::store::{GeneralTickets, NewBooking, Store, StoreError};
 use boxoffice_e2e::PostgresServer;
 use futures::future::join_all;
-use sqlx::Row;
 
 const EPOCH: i64 = 7;
 
@@ -54,13 +53,17 @@ async fn confirm_all(
     join_all(news.iter().map(|n| store.confirm(epoch, n))).await
 }
 
-/// Transactions that wrote the show's bookings (PostgreSQL's xmin of each row).
-async fn transactions(store: &Store) -> i64 {
-    sqlx::query("SELECT count(DISTINCT xmin::text) FROM bookings")
+/// One number from the database.
+async fn number(store: &Store, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
         .fetch_one(store.pool())
         .await
-        .expect("count")
-        .get(0)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Transactions that wrote the show's bookings (PostgreSQL's xmin of each row).
+async fn transactions(store: &Store) -> i64 {
+    number(store, "SELECT count(DISTINCT xmin::text) FROM bookings").await
 }
 
 #[tokio::test]
@@ -95,15 +98,9 @@ async fn confirms_queued_together_share_one_transaction() {
         assert_eq!(&stored, booking);
     }
     assert_eq!(transactions(&store).await, 1, "one group, one transaction");
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM booking_events")
-        .fetch_one(store.pool())
-        .await
-        .expect("events");
+    let events = number(&store, "SELECT count(*) FROM booking_events").await;
     assert_eq!(events, 22);
-    let sold: i64 = sqlx::query_scalar("SELECT sold FROM general_sold WHERE area = 'pit'")
-        .fetch_one(store.pool())
-        .await
-        .expect("sold");
+    let sold = number(&store, "SELECT sold FROM general_sold WHERE area = 'pit'").await;
     assert_eq!(sold, 7);
 }
 
@@ -146,15 +143,9 @@ async fn a_refused_confirm_does_not_take_its_group_down() {
     .await
     .expect("seats");
     assert_eq!(seats_sold, ["B:1", "C:1", "C:3"]);
-    let sold: i64 = sqlx::query_scalar("SELECT sold FROM general_sold WHERE area = 'pit'")
-        .fetch_one(store.pool())
-        .await
-        .expect("sold");
+    let sold = number(&store, "SELECT sold FROM general_sold WHERE area = 'pit'").await;
     assert_eq!(sold, 6);
-    let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
-        .fetch_one(store.pool())
-        .await
-        .expect("bookings");
+    let bookings = number(&store, "SELECT count(*) FROM bookings").await;
     assert_eq!(bookings, 4);
 }
 
@@ -169,9 +160,6 @@ async fn a_deposed_leaders_group_is_fenced_whole() {
             "a write with an old epoch must be fenced: {answer:?}"
         );
     }
-    let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
-        .fetch_one(store.pool())
-        .await
-        .expect("bookings");
+    let bookings = number(&store, "SELECT count(*) FROM bookings").await;
     assert_eq!(bookings, 0);
 }

@@ -320,7 +320,14 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
         .as_ref()
         .and_then(|s| s.leader.clone())
         .expect("leader");
-    assert_eq!(shard_pods(&client).await.len(), 2, "two shard pods ready");
+    // The Show is Ready once its leader answers the operator; the pods' own Ready
+    // conditions follow at their next readiness probe.
+    wait_for("two shard pods Ready", Duration::from_secs(30), || {
+        let client = client.clone();
+        async move { Ok((shard_pods(&client).await.len() == 2).then_some(())) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}", fail(&format!("{e:#}"))));
 
     // SSE through the Service: a seat change arrives as an event.
     let target = resolve_service(&client, SHOWS, "club-night", Some("http"))

@@ -106,12 +106,23 @@ impl Postgres {
             tx.rollback().await?;
             return Ok(Outcome::Conflict);
         }
+        self.mark_held(tx, seats.to_vec(), user, id).await
+    }
+
+    /// Marks the locked `seats` held by hold `id` and commits.
+    async fn mark_held(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        seats: Vec<String>,
+        user: &str,
+        id: &str,
+    ) -> Result<Outcome> {
         sqlx::query(
             "UPDATE bl_seats SET status = 'held', hold_id = $3, user_id = $4, \
              expires_at = now() + make_interval(secs => $5) WHERE show = $1 AND seat = ANY($2)",
         )
         .bind(&self.show)
-        .bind(seats)
+        .bind(&seats)
         .bind(id)
         .bind(user)
         .bind(self.ttl_secs as f64)
@@ -120,7 +131,7 @@ impl Postgres {
         tx.commit().await?;
         Ok(Outcome::Held {
             id: id.to_string(),
-            seats: seats.to_vec(),
+            seats,
         })
     }
 
@@ -144,22 +155,7 @@ impl Postgres {
             tx.rollback().await?;
             return Ok(Outcome::Conflict);
         }
-        sqlx::query(
-            "UPDATE bl_seats SET status = 'held', hold_id = $3, user_id = $4, \
-             expires_at = now() + make_interval(secs => $5) WHERE show = $1 AND seat = ANY($2)",
-        )
-        .bind(&self.show)
-        .bind(&seats)
-        .bind(id)
-        .bind(user)
-        .bind(self.ttl_secs as f64)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Outcome::Held {
-            id: id.to_string(),
-            seats,
-        })
+        self.mark_held(tx, seats, user, id).await
     }
 
     pub async fn confirm(&self, user: &str, hold: &str) -> Outcome {

@@ -54,6 +54,66 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
 
+    /// JWKS file (`{"keys": [...]}`, as identity providers publish): verify RS256 and
+    /// ES256 JWTs by `kid` instead.
+    #[arg(long, env = "BOXOFFICE_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+
+    /// Accepted token issuers (`iss`, comma-separated); when set, tokens must name one.
+    #[arg(long, env = "BOXOFFICE_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+
+    /// Accepted token audiences (`aud`, comma-separated); when set, tokens must name one.
+    #[arg(long, env = "BOXOFFICE_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// Issuers whose `staff`/`admin` roles count (comma-separated; default: every
+    /// accepted issuer). Use it when customers and staff sign in at different issuers.
+    #[arg(long, env = "BOXOFFICE_JWT_PRIVILEGED_ISSUERS", value_delimiter = ',')]
+    pub jwt_privileged_issuers: Vec<String>,
+
+    /// The longest a token may live, in seconds (`exp` at most this far ahead, and
+    /// `exp - iat` at most this long).
+    #[arg(long, env = "BOXOFFICE_JWT_MAX_LIFETIME", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=2_592_000))]
+    pub jwt_max_lifetime: u64,
+
+    /// File with the secret the show's replicas share (at least 32 bytes): it signs
+    /// the leader record, forwarded requests and ticket codes. Default: derived from
+    /// the HS256 JWT secret (required with RS256 or a JWKS).
+    #[arg(long, env = "BOXOFFICE_SHARD_SECRET_FILE")]
+    pub shard_secret_file: Option<PathBuf>,
+
+    /// Address `/metrics` is served on (keep it off the public network).
+    #[arg(long, env = "BOXOFFICE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// Connections served at once; one more is answered 503 and closed.
+    #[arg(long, env = "BOXOFFICE_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Seconds a client has to send a request's headers; also how long an idle
+    /// keep-alive connection stays open. (A body must arrive within 10 s.)
+    #[arg(long, env = "BOXOFFICE_REQUEST_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub request_read_timeout: u64,
+
+    /// Server-Sent Event streams open at once (503 beyond).
+    #[arg(long, env = "BOXOFFICE_MAX_EVENT_STREAMS", default_value_t = 2000)]
+    pub max_event_streams: usize,
+
+    /// Event streams one client (user, or address for the public stream) may hold
+    /// open (429 beyond).
+    #[arg(
+        long,
+        env = "BOXOFFICE_MAX_EVENT_STREAMS_PER_CLIENT",
+        default_value_t = 8
+    )]
+    pub max_event_streams_per_client: usize,
+
+    /// Proxies (CIDRs, comma-separated; e.g. the gateway's pods) whose
+    /// `X-Forwarded-For` names the client for per-client limits.
+    #[arg(long, env = "BOXOFFICE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Leader lease TTL in seconds: how long a dead leader blocks a takeover.
     #[arg(long, env = "BOXOFFICE_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=60))]
     pub lease_ttl: i64,

@@ -51,6 +51,10 @@ pub struct LeaderInfo {
     pub pod: String,
     /// Base URL of the leader's API, e.g. `http://127.0.0.5:8080`.
     pub address: String,
+    /// The peers' signature of `pod` and `address` ([`crate::keys::ShardKeys`]):
+    /// standbys forward users' requests only to a leader record that carries it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sig: String,
 }
 
 /// A hold as stored in etcd.
@@ -71,6 +75,10 @@ pub struct HoldRecord {
     /// Wall-clock creation (Unix ms); extensions are bounded from it.
     #[serde(default)]
     pub created_at_ms: i64,
+    /// A digest of the request that made the hold: a retry with the same
+    /// Idempotency-Key and another request is refused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_digest: String,
 }
 
 /// The keys of one show.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod coord;
 pub mod fencing;
 pub mod inventory;
+pub mod keys;
 pub mod mirror;
 pub mod shard;
 pub mod store;
@@ -19,34 +20,67 @@ use boxoffice_crds::ShowConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use std::time::Duration;
+
 use crate::api::AppState;
-use crate::api::auth::Auth;
+use crate::api::auth::{Auth, TokenRules};
+use crate::api::observe::Metrics;
+use crate::api::serve::{self, ServeLimits};
+use crate::api::streams::{StreamGate, StreamLimits};
 use crate::config::Config;
 use crate::coord::{Coordinator, Keys, LeaderInfo};
+use crate::keys::ShardKeys;
 use crate::shard::{RateLimiter, Shard, ShowInfo};
 use crate::store::Store;
 
-/// Builds the verifier from the configuration.
-fn auth(config: &Config) -> anyhow::Result<Auth> {
-    if let Some(path) = &config.jwt_public_key_file {
-        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Auth::rs256(&pem).context("parsing the JWT public key");
+/// The token rules from the configuration.
+fn token_rules(config: &Config) -> TokenRules {
+    TokenRules {
+        issuers: config.jwt_issuer.clone(),
+        audiences: config.jwt_audience.clone(),
+        max_lifetime: Duration::from_secs(config.jwt_max_lifetime),
+        privileged_issuers: config.jwt_privileged_issuers.clone(),
+        ..TokenRules::default()
     }
-    let secret = match (&config.jwt_secret, &config.jwt_secret_file) {
-        (Some(s), _) => s.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => anyhow::bail!(
-            "no JWT key: set --jwt-secret / BOXOFFICE_JWT_SECRET, --jwt-secret-file, or --jwt-public-key-file"
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Builds the verifier and the shared keys from the configuration.
+fn auth(config: &Config, show: &str) -> anyhow::Result<(Auth, ShardKeys)> {
+    let rules = token_rules(config);
+    let hs_secret = match (&config.jwt_secret, &config.jwt_secret_file) {
+        (Some(s), _) => Some(s.trim().as_bytes().to_vec()),
+        (None, Some(path)) => Some(
+            String::from_utf8_lossy(&read(path)?)
+                .trim()
+                .as_bytes()
+                .to_vec(),
+        ),
+        (None, None) => None,
+    };
+    let auth = if let Some(path) = &config.jwt_jwks_file {
+        Auth::jwks(&read(path)?, rules).context("parsing the JWKS")?
+    } else if let Some(path) = &config.jwt_public_key_file {
+        Auth::rs256(&read(path)?, rules).context("parsing the JWT public key")?
+    } else if let Some(secret) = &hs_secret {
+        Auth::hs256(secret, rules).context("the JWT secret")?
+    } else {
+        anyhow::bail!(
+            "no JWT key: set --jwt-secret-file (or BOXOFFICE_JWT_SECRET), --jwt-public-key-file, or --jwt-jwks-file"
+        )
+    };
+    let shard_secret = match (&config.shard_secret_file, &hs_secret) {
+        (Some(path), _) => read(path)?,
+        (None, Some(secret)) => secret.clone(),
+        _ => anyhow::bail!(
+            "with RS256 or a JWKS the replicas need a shared secret: set --shard-secret-file"
         ),
     };
-    anyhow::ensure!(
-        secret.len() >= 16,
-        "the JWT secret must be at least 16 bytes"
-    );
-    Ok(Auth::hs256(secret.as_bytes()))
+    let keys = ShardKeys::derive(&shard_secret, show).context("the shard secret")?;
+    Ok((auth, keys))
 }
 
 /// Runs the shard until SIGTERM or Ctrl-C.
@@ -58,21 +92,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(secs) = config.hold_ttl_seconds {
         show.hold_ttl = std::time::Duration::from_secs(secs);
     }
-    let auth = auth(&config)?;
+    let (auth, keys) = auth(&config, &show.key())?;
+    let (pod, address) = (config.pod(), config.advertise());
     let me = LeaderInfo {
-        pod: config.pod(),
-        address: config.advertise(),
+        sig: keys.sign_leader(&pod, &address),
+        pod,
+        address,
     };
-    let keys = Keys::new(&show.config.namespace, &show.config.name);
+    let shard_keys = Keys::new(&show.config.namespace, &show.config.name);
     let store = Store::connect(&config.database_url, &show.key(), config.db_pool)
         .await
         .context("connecting to PostgreSQL")?;
-    let coord = Coordinator::connect(&config.etcd, keys)
+    let coord = Coordinator::connect(&config.etcd, shard_keys)
         .await
         .context("connecting to etcd")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("listening on {} (metrics)", config.metrics_listen))?;
     info!(show = %show.key(), pod = %me.pod, address = %me.address, "starting");
     if !fencing::enabled() {
         tracing::error!(
@@ -85,11 +124,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let election = tokio::spawn(shard.clone().run(shutdown.clone()));
+    let metrics = Metrics::new(&shard);
     let state = AppState {
         shard: shard.clone(),
         auth: Arc::new(auth),
-        http: reqwest::Client::new(),
-        requests: Arc::default(),
+        keys: Arc::new(keys),
+        http: api::peer_client(),
+        streams: StreamGate::new(
+            StreamLimits {
+                total: config.max_event_streams,
+                per_client: config.max_event_streams_per_client,
+            },
+            Some(metrics.clone()),
+        ),
+        metrics: metrics.clone(),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
     };
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -97,10 +146,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info!("shutting down: resigning leadership");
         signal.cancel();
     });
-    let server_shutdown = shutdown.clone();
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .await?;
+    let limits = ServeLimits {
+        max_connections: config.max_connections as usize,
+        header_timeout: Duration::from_secs(config.request_read_timeout),
+        ..ServeLimits::default()
+    };
+    let metrics_server = tokio::spawn(serve::serve(
+        metrics_listener,
+        api::metrics_app(state.clone()),
+        ServeLimits {
+            max_connections: 64,
+            ..limits.clone()
+        },
+        None,
+        shutdown.clone(),
+    ));
+    serve::serve(
+        listener,
+        api::app(state),
+        limits,
+        Some(metrics),
+        shutdown.clone(),
+    )
+    .await;
+    let _ = metrics_server.await;
     let _ = election.await;
     Ok(())
 }

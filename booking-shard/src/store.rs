@@ -50,7 +50,7 @@ impl StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// General-admission tickets in a booking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GeneralTickets {
     pub area: String,
@@ -58,7 +58,7 @@ pub struct GeneralTickets {
 }
 
 /// A booking as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Booking {
     pub id: String,
@@ -714,21 +714,41 @@ impl Store {
     }
 
     /// A user's bookings for the show, newest first.
-    pub async fn bookings_of(&self, user: &str) -> Result<Vec<Booking>> {
+    /// A page of `user`'s bookings, newest first: at most `limit`, after the booking
+    /// `after` (a reference from the previous page). The second value is the cursor
+    /// of the next page, if there is one.
+    pub async fn bookings_of(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Booking>, Option<String>)> {
         let refs: Vec<String> = sqlx::query_scalar(
-            "SELECT reference FROM bookings WHERE show = $1 AND user_id = $2 ORDER BY created_at DESC",
+            "SELECT b.reference FROM bookings b WHERE b.show = $1 AND b.user_id = $2 \
+             AND ($3::text IS NULL OR (b.created_at, b.reference) < \
+                  (SELECT c.created_at, c.reference FROM bookings c \
+                   WHERE c.show = $1 AND c.user_id = $2 AND c.reference = $3)) \
+             ORDER BY b.created_at DESC, b.reference DESC LIMIT $4",
         )
         .bind(&self.show)
         .bind(user)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(refs.len());
-        for r in refs {
-            if let Some(b) = self.booking(&r).await? {
+        let more = refs.len() > limit as usize;
+        let mut out = Vec::with_capacity(refs.len().min(limit as usize));
+        for r in refs.iter().take(limit as usize) {
+            if let Some(b) = self.booking(r).await? {
                 out.push(b);
             }
         }
-        Ok(out)
+        let next = if more {
+            out.last().map(|b| b.reference.clone())
+        } else {
+            None
+        };
+        Ok((out, next))
     }
 
     /// Cancels a booking (seats return to sale; a refund is recorded as pending).

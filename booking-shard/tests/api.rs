@@ -140,11 +140,23 @@ async fn authentication_ownership_and_roles() {
         .await;
     assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
     let staff = token("usher", &["staff"]);
-    let check_in = |auth: String, key: Option<&'static str>| {
+    // The owner was given the ticket code; the reference alone admits nobody.
+    let ticket = booking["ticket"]
+        .as_str()
+        .expect("the owner gets a ticket code");
+    let (_, shown) = cluster
+        .get(0, &format!("/bookings/{reference}"), "ann")
+        .await;
+    assert_eq!(shown["ticket"], ticket);
+    let scan = |auth: String, key: Option<&'static str>, ticket: Option<&str>| {
         let url = format!("{}/bookings/{reference}/check-in", cluster.base(0));
         let http = cluster.http.clone();
+        let body = ticket.map(|t| json!({"ticket": t}));
         async move {
             let mut req = http.post(url).bearer_auth(auth);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
             if let Some(k) = key {
                 req = req.header("idempotency-key", k);
             }
@@ -152,6 +164,16 @@ async fn authentication_ownership_and_roles() {
             (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
+    let (s, b) = scan(staff.clone(), None, Some("not-the-code")).await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "invalid_ticket");
+    let (s, b) = scan(staff.clone(), None, None).await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let check_in = |auth: String, key: Option<&'static str>| scan(auth, key, Some(ticket));
     let (s, first) = check_in(staff.clone(), Some("scan-1")).await;
     assert_eq!(s, StatusCode::OK, "{first}");
     assert!(first["checkedInAt"].is_string(), "{first}");
@@ -541,7 +563,11 @@ async fn every_documented_route_answers_and_holds_extend() {
         .expect("openapi");
     assert_eq!(r.status(), StatusCode::OK);
     let doc = r.json::<Value>().await.expect("openapi json");
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
+    // This shard serves one show: the document says which.
+    let show_param = &doc["paths"]["/v1/shows/{show}/holds"]["post"]["parameters"][0];
+    assert_eq!(show_param["name"], "show");
+    assert_eq!(show_param["schema"]["enum"], json!([cluster.show]));
 
     // A hold to extend and watch, and a booking to look at.
     let (s, hold) = cluster
@@ -748,7 +774,11 @@ async fn rs256_tokens_are_verified_with_a_public_key() {
     cluster.add_replica("shard-0").await;
     cluster.leader().await;
 
-    let exp = 4_000_000_000u64;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 600;
     let key = EncodingKey::from_rsa_pem(&std::fs::read(&private).expect("pem")).expect("rsa key");
     let rs = encode(
         &Header::new(jsonwebtoken::Algorithm::RS256),

@@ -240,7 +240,8 @@ pub struct HoldPolicy {
     #[serde(default = "default_max_seats_per_hold")]
     #[schemars(range(min = 1, max = 100))]
     pub max_seats_per_hold: u32,
-    /// Most seats one user may hold or own for this show; unlimited when unset.
+    /// Most seats one user may hold or own for this show; twice `maxSeatsPerHold` when
+    /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10_000))]
     pub max_seats_per_user: Option<u32>,

@@ -45,6 +45,8 @@ pub struct ShardOptions {
 pub struct ShardProcess {
     pub name: String,
     pub url: String,
+    /// Where `/metrics` is served (its own port).
+    pub metrics_url: String,
     process: Process,
 }
 
@@ -53,7 +55,9 @@ impl ShardProcess {
     /// `/healthz`.
     pub async fn start(name: &str, options: &ShardOptions, log_dir: &Path) -> Result<Self> {
         let port = free_port()?;
+        let metrics_port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
+        let metrics_url = format!("http://127.0.0.1:{metrics_port}");
         let mut cmd = Command::new(&options.binary);
         cmd.arg("--show")
             .arg(&options.show_file)
@@ -63,6 +67,8 @@ impl ShardProcess {
             .arg(&options.database_url)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--pod-name")
             .arg(name)
             .arg("--lease-ttl")
@@ -101,6 +107,7 @@ impl ShardProcess {
         Ok(Self {
             name: name.to_string(),
             url,
+            metrics_url,
             process,
         })
     }
@@ -129,7 +136,7 @@ impl ShardProcess {
 
     /// A counter or gauge from `/metrics`.
     pub async fn metric(&self, http: &reqwest::Client, name: &str) -> Option<f64> {
-        scrape_metric(http, &format!("{}/metrics", self.url), name).await
+        scrape_metric(http, &format!("{}/metrics", self.metrics_url), name).await
     }
 }
 

@@ -1,45 +1,214 @@
 //! JWT bearer authentication: `sub` is the user; a `roles` claim with `staff` or
-//! `admin` grants privileged calls. HS256 with a shared secret or RS256 with a public key.
+//! `admin` grants privileged calls.
+//!
+//! Keys: an HS256 secret (at least 32 bytes), an RSA public key (RS256), or a JWKS
+//! file (RS256 and ES256 keys picked by `kid`, as identity providers publish them).
+//! Checked on every token: the signature with the key's own algorithm only, `exp`
+//! (required), `nbf`, `iss` and `aud` when configured (then required), and a maximum
+//! lifetime (`exp` at most that far ahead, and `exp - iat` at most that long). Why a
+//! token was refused goes to the log, never into the answer.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
+
+/// The shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
+pub const MIN_HS256_SECRET: usize = 32;
+
+/// What every token must satisfy besides its signature.
+#[derive(Debug, Clone)]
+pub struct TokenRules {
+    /// Accepted issuers (`iss`); empty: not checked.
+    pub issuers: Vec<String>,
+    /// Accepted audiences (`aud`); empty: not checked.
+    pub audiences: Vec<String>,
+    /// The longest a token may live.
+    pub max_lifetime: Duration,
+    /// Issuers whose `staff`/`admin` roles count; empty: every accepted issuer.
+    pub privileged_issuers: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            max_lifetime: Duration::from_secs(24 * 3600),
+            privileged_issuers: Vec::new(),
+            leeway: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A verification key and the one algorithm it verifies.
+struct Key {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
 
 /// How tokens are verified.
 pub struct Auth {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Vec<Key>,
+    rules: TokenRules,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the HS256 secret must be at least {MIN_HS256_SECRET} bytes")]
+    ShortSecret,
+    #[error("no usable key in the JWKS (RSA for RS256 or P-256 EC for ES256)")]
+    EmptyJwks,
+    #[error(transparent)]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 impl Auth {
-    pub fn hs256(secret: &[u8]) -> Self {
-        Self::with(DecodingKey::from_secret(secret), Algorithm::HS256)
-    }
-
-    pub fn rs256(public_pem: &[u8]) -> anyhow::Result<Self> {
-        Ok(Self::with(
-            DecodingKey::from_rsa_pem(public_pem)?,
-            Algorithm::RS256,
+    pub fn hs256(secret: &[u8], rules: TokenRules) -> Result<Self, KeyError> {
+        if secret.len() < MIN_HS256_SECRET {
+            return Err(KeyError::ShortSecret);
+        }
+        Ok(Self::single(
+            DecodingKey::from_secret(secret),
+            Algorithm::HS256,
+            rules,
         ))
     }
 
-    fn with(key: DecodingKey, alg: Algorithm) -> Self {
-        let mut validation = Validation::new(alg);
-        validation.validate_aud = false;
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { key, validation }
+    pub fn rs256(public_pem: &[u8], rules: TokenRules) -> Result<Self, KeyError> {
+        Ok(Self::single(
+            DecodingKey::from_rsa_pem(public_pem)?,
+            Algorithm::RS256,
+            rules,
+        ))
+    }
+
+    /// Keys from a JWKS document (`{"keys": [...]}`): RSA keys verify RS256, P-256
+    /// keys ES256; other keys are skipped.
+    pub fn jwks(document: &[u8], rules: TokenRules) -> Result<Self, KeyError> {
+        let set: JwkSet = serde_json::from_slice(document)?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let alg = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                _ => continue,
+            };
+            keys.push(Key {
+                kid: jwk.common.key_id.clone(),
+                alg,
+                key: DecodingKey::from_jwk(jwk)?,
+            });
+        }
+        if keys.is_empty() {
+            return Err(KeyError::EmptyJwks);
+        }
+        Ok(Self { keys, rules })
+    }
+
+    fn single(key: DecodingKey, alg: Algorithm, rules: TokenRules) -> Self {
+        Self {
+            keys: vec![Key {
+                kid: None,
+                alg,
+                key,
+            }],
+            rules,
+        }
+    }
+
+    /// Verifies a token; the error is for the log only.
+    pub fn verify(&self, token: &str) -> Result<User, String> {
+        let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| {
+                k.alg == header.alg
+                    && (k.kid.is_none() || header.kid.is_none() || k.kid == header.kid)
+            })
+            .ok_or_else(|| format!("no key for alg {:?} kid {:?}", header.alg, header.kid))?;
+        let mut validation = Validation::new(key.alg);
+        validation.leeway = self.rules.leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if self.rules.issuers.is_empty() {
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&self.rules.issuers);
+            required.push("iss");
+        }
+        if self.rules.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.rules.audiences);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        let data =
+            decode::<Claims>(token, &key.key, &validation).map_err(|e| format!("invalid: {e}"))?;
+        let claims = data.claims;
+        self.check_lifetime(&claims)?;
+        if claims.sub.is_empty() || claims.sub.len() > 256 {
+            return Err("subject empty or longer than 256 bytes".into());
+        }
+        let privileged = self.rules.privileged_issuers.is_empty()
+            || claims
+                .iss
+                .as_deref()
+                .is_some_and(|iss| self.rules.privileged_issuers.iter().any(|p| p == iss));
+        let roles: HashSet<&str> = claims.roles.iter().map(String::as_str).collect();
+        Ok(User {
+            id: claims.sub,
+            staff: privileged && (roles.contains("staff") || roles.contains("admin")),
+        })
+    }
+
+    fn check_lifetime(&self, claims: &Claims) -> Result<(), String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let max = self.rules.max_lifetime.as_secs();
+        let leeway = self.rules.leeway.as_secs();
+        if claims.exp > now.saturating_add(max).saturating_add(leeway) {
+            return Err(format!("expires more than {max} s from now"));
+        }
+        if let Some(iat) = claims.iat {
+            if iat > now.saturating_add(leeway) {
+                return Err("issued in the future".into());
+            }
+            if claims.exp.saturating_sub(iat) > max {
+                return Err(format!("lives longer than {max} s"));
+            }
+        }
+        Ok(())
     }
 }
 
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    iss: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
 }
@@ -51,32 +220,27 @@ pub struct User {
     pub staff: bool,
 }
 
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+        "a valid bearer token is required",
+    )
+}
+
 impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let header = parts
+        let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("missing bearer token"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| unauthorized("expected Authorization: Bearer <token>"))?;
-        let data = decode::<Claims>(token, &state.auth.key, &state.auth.validation)
-            .map_err(|e| unauthorized(&format!("invalid token: {e}")))?;
-        if data.claims.sub.is_empty() || data.claims.sub.len() > 256 {
-            return Err(unauthorized("invalid subject"));
-        }
-        let staff = data
-            .claims
-            .roles
-            .iter()
-            .any(|r| r == "staff" || r == "admin");
-        Ok(User {
-            id: data.claims.sub,
-            staff,
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(unauthorized)?;
+        state.auth.verify(token.trim()).map_err(|why| {
+            tracing::info!(reason = %why, "token refused");
+            unauthorized()
         })
     }
 }
@@ -92,10 +256,175 @@ impl FromRequestParts<AppState> for Staff {
         if !user.staff {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "staff role required",
             ));
         }
         Ok(Staff(user))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("encode")
+    }
+
+    fn rules() -> TokenRules {
+        TokenRules {
+            issuers: vec!["https://id.example".into()],
+            audiences: vec!["boxoffice".into()],
+            max_lifetime: Duration::from_secs(3600),
+            privileged_issuers: Vec::new(),
+            leeway: Duration::from_secs(5),
+        }
+    }
+
+    fn good() -> serde_json::Value {
+        json!({"sub": "ann", "exp": now() + 600, "iat": now(), "iss": "https://id.example", "aud": "boxoffice"})
+    }
+
+    fn with(field: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut c = good();
+        c[field] = value;
+        c
+    }
+
+    fn without(field: &str) -> serde_json::Value {
+        let mut c = good();
+        c.as_object_mut().expect("object").remove(field);
+        c
+    }
+
+    #[test]
+    fn a_short_hs256_secret_is_refused() {
+        assert!(matches!(
+            Auth::hs256(b"0123456789abcdef", TokenRules::default()),
+            Err(KeyError::ShortSecret)
+        ));
+        assert!(Auth::hs256(SECRET, TokenRules::default()).is_ok());
+    }
+
+    #[test]
+    fn every_rule_is_checked() {
+        let auth = Auth::hs256(SECRET, rules()).expect("auth");
+        assert_eq!(auth.verify(&token(good())).expect("good").id, "ann");
+        for (why, claims) in [
+            ("not yet valid", with("nbf", json!(now() + 120))),
+            ("wrong issuer", with("iss", json!("https://evil.example"))),
+            ("no issuer", without("iss")),
+            ("wrong audience", with("aud", json!("other"))),
+            ("no audience", without("aud")),
+            ("expired", with("exp", json!(now() - 60))),
+            ("no expiry", without("exp")),
+            ("too far ahead", with("exp", json!(now() + 7200))),
+            ("issued in the future", with("iat", json!(now() + 600))),
+            ("empty subject", with("sub", json!(""))),
+        ] {
+            assert!(auth.verify(&token(claims)).is_err(), "{why} was accepted");
+        }
+        // A token older than the lifetime allows, even if it has not expired.
+        let long = with("iat", json!(now() - 7200));
+        assert!(
+            auth.verify(&token(long)).is_err(),
+            "overlong token accepted"
+        );
+    }
+
+    #[test]
+    fn another_algorithm_or_key_is_refused() {
+        let auth = Auth::hs256(SECRET, TokenRules::default()).expect("auth");
+        let claims = json!({"sub": "ann", "exp": now() + 60});
+        let other = encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"another-secret-another-secret-xx"),
+        )
+        .expect("encode");
+        assert!(auth.verify(&other).is_err());
+        let hs384 = encode(
+            &Header::new(Algorithm::HS384),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("encode");
+        assert!(auth.verify(&hs384).is_err());
+    }
+
+    #[test]
+    fn roles_count_only_from_privileged_issuers() {
+        let mut r = rules();
+        r.issuers.push("https://customers.example".into());
+        r.privileged_issuers = vec!["https://id.example".into()];
+        let auth = Auth::hs256(SECRET, r).expect("auth");
+        let staff = with("roles", json!(["admin"]));
+        assert!(auth.verify(&token(staff.clone())).expect("staff").staff);
+        let mut customer = staff;
+        customer["iss"] = json!("https://customers.example");
+        let user = auth.verify(&token(customer)).expect("customer");
+        assert!(!user.staff, "admin from a customer issuer counted");
+    }
+
+    #[test]
+    fn jwks_es256_keys_are_picked_by_kid() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let make = || {
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+            let raw = pair.public_key_raw().to_vec();
+            (pair.serialize_pem(), raw)
+        };
+        let (pem_a, raw_a) = make();
+        let (pem_b, _) = make();
+        let jwk = |kid: &str, raw: &[u8]| {
+            json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+                   "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..65])})
+        };
+        let doc = json!({"keys": [jwk("a", &raw_a)]}).to_string();
+        let auth = Auth::jwks(doc.as_bytes(), TokenRules::default()).expect("jwks");
+        let sign = |pem: &str, kid: &str| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(kid.into());
+            encode(
+                &header,
+                &json!({"sub": "ann", "exp": now() + 60, "roles": ["staff"]}),
+                &EncodingKey::from_ec_pem(pem.as_bytes()).expect("ec pem"),
+            )
+            .expect("encode")
+        };
+        let user = auth.verify(&sign(&pem_a, "a")).expect("signed with key a");
+        assert!(user.staff);
+        assert!(
+            auth.verify(&sign(&pem_b, "a")).is_err(),
+            "another key passed"
+        );
+        assert!(
+            auth.verify(&sign(&pem_a, "z")).is_err(),
+            "an unknown kid passed"
+        );
+        let hs = token(json!({"sub": "ann", "exp": now() + 60}));
+        assert!(auth.verify(&hs).is_err(), "an HS256 token passed a JWKS");
+        assert!(matches!(
+            Auth::jwks(br#"{"keys": []}"#, TokenRules::default()),
+            Err(KeyError::EmptyJwks)
+        ));
     }
 }

@@ -4,25 +4,91 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
-use crate::shard::ShardError;
+use crate::shard::{BadInput, ShardError};
+
+/// Every error code the API answers with. Stable: clients switch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidJson,
+    InvalidRequest,
+    UnknownSeat,
+    DuplicateSeat,
+    InvalidQuantity,
+    UnknownSection,
+    UnknownCategory,
+    UnknownArea,
+    InvalidIdempotencyKey,
+    Unauthorized,
+    Forbidden,
+    InvalidTicket,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    SeatsUnavailable,
+    SoldOut,
+    LimitExceeded,
+    Conflict,
+    SalesClosed,
+    HoldExpired,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    IdempotencyKeyReused,
+    RateLimited,
+    TooManyStreams,
+    NoLeader,
+    LeaderUnreachable,
+    UnknownOutcome,
+    DatabaseUnavailable,
+    Overloaded,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+/// The error body: `{"error": {...}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; may change.
+    pub message: String,
+    /// With `seats_unavailable`: the seats that are taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seats: Option<Vec<String>>,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub seats: Option<Vec<String>>,
     pub retry_after: Option<u32>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -40,30 +106,47 @@ impl ApiError {
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// The client took too long to send its request.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s",
+                super::BODY_TIMEOUT.as_secs()
+            ),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": {"code": self.code, "message": self.message}});
-        if let Some(seats) = self.seats {
-            body["error"]["seats"] = json!(seats);
+        let status = self.status;
+        let code = self.code;
+        if status.is_server_error() {
+            tracing::warn!(code = ?code, message = %self.message, "request failed");
         }
-        let mut response = (self.status, Json(body)).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.message,
+                seats: self.seats,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        if self.status.is_server_error() {
-            tracing::warn!(code = self.code, message = %self.message, "request failed");
         }
         response
     }
@@ -73,27 +156,55 @@ impl From<ShardError> for ApiError {
     fn from(e: ShardError) -> Self {
         let message = e.to_string();
         match e {
-            ShardError::NotLeader(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message).retry_after(1)
-            }
-            ShardError::BadRequest(code, m) => ApiError::bad_request(code, m),
+            ShardError::NotLeader(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::NoLeader,
+                message,
+            )
+            .retry_after(1),
+            ShardError::BadRequest(input, m) => ApiError::bad_request(
+                match input {
+                    BadInput::Request => ErrorCode::InvalidRequest,
+                    BadInput::UnknownSeat => ErrorCode::UnknownSeat,
+                    BadInput::DuplicateSeat => ErrorCode::DuplicateSeat,
+                    BadInput::Quantity => ErrorCode::InvalidQuantity,
+                    BadInput::UnknownSection => ErrorCode::UnknownSection,
+                    BadInput::UnknownCategory => ErrorCode::UnknownCategory,
+                    BadInput::UnknownArea => ErrorCode::UnknownArea,
+                },
+                m,
+            ),
             ShardError::SeatsUnavailable(seats) => ApiError {
                 seats: Some(seats),
-                ..ApiError::new(StatusCode::CONFLICT, "seats_unavailable", message)
+                ..ApiError::new(StatusCode::CONFLICT, ErrorCode::SeatsUnavailable, message)
             },
-            ShardError::SoldOut { .. } => ApiError::new(StatusCode::CONFLICT, "sold_out", message),
-            ShardError::Limit(m) => ApiError::new(StatusCode::CONFLICT, "limit_exceeded", m),
+            ShardError::SoldOut { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::SoldOut, message)
+            }
+            ShardError::Limit(m) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::LimitExceeded, m)
+            }
             ShardError::NotFound => ApiError::not_found("resource"),
-            ShardError::Expired => ApiError::new(StatusCode::GONE, "hold_expired", message),
-            ShardError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            ShardError::Unknown => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unknown_outcome", message)
-                    .retry_after(1)
-            }
-            ShardError::Closed(m) => ApiError::new(StatusCode::CONFLICT, "sales_closed", m),
-            ShardError::RateLimited => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).retry_after(1)
-            }
+            ShardError::Expired => ApiError::new(StatusCode::GONE, ErrorCode::HoldExpired, message),
+            ShardError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m),
+            ShardError::Unknown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::UnknownOutcome,
+                message,
+            )
+            .retry_after(1),
+            ShardError::Closed(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::SalesClosed, m),
+            ShardError::IdempotencyMismatch => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                message,
+            ),
+            ShardError::RateLimited => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                message,
+            )
+            .retry_after(1),
         }
     }
 }
@@ -103,7 +214,7 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            ErrorCode::DatabaseUnavailable,
             e.to_string(),
         )
         .retry_after(1)
@@ -121,30 +232,67 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
+        let read = tokio::time::timeout(super::BODY_TIMEOUT, Json::<T>::from_request(req, state));
+        match read.await.map_err(|_| ApiError::request_timeout())? {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(match rejection {
                 JsonRejection::MissingJsonContentType(_) => ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "send Content-Type: application/json",
                 ),
                 JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
-                    "invalid_json",
+                    ErrorCode::InvalidJson,
                     format!("malformed JSON: {}", e.body_text()),
                 ),
                 JsonRejection::JsonDataError(e) => {
-                    ApiError::bad_request("invalid_request", e.body_text())
+                    ApiError::bad_request(ErrorCode::InvalidRequest, e.body_text())
                 }
                 JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                     ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
+                        ErrorCode::PayloadTooLarge,
                         "request body too large",
                     )
                 }
-                other => ApiError::bad_request("invalid_request", other.body_text()),
+                other => ApiError::bad_request(ErrorCode::InvalidRequest, other.body_text()),
             }),
         }
+    }
+}
+
+/// `Path<T>` whose rejections use the API's error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.body_text()))
+    }
+}
+
+/// `Query<T>` whose rejections use the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.body_text()))
     }
 }

@@ -31,7 +31,14 @@ pub(super) struct Book {
     pub(super) per_user: HashMap<String, u64>,
     /// (user, Idempotency-Key) → hold id.
     pub(super) idempotent: HashMap<(String, String), String>,
+    /// Holds that expired lately (id → user), so a late confirm or extend is told
+    /// `hold_expired` (410) rather than "not found". Bounded: the oldest are forgotten.
+    expired: HashMap<String, String>,
+    expired_order: std::collections::VecDeque<String>,
 }
+
+/// How many expired holds the book remembers.
+const REMEMBER_EXPIRED: usize = 100_000;
 
 impl Book {
     pub(super) fn new(layout: &VenueLayout) -> Self {
@@ -42,7 +49,25 @@ impl Book {
             by_id: HashMap::new(),
             per_user: HashMap::new(),
             idempotent: HashMap::new(),
+            expired: HashMap::new(),
+            expired_order: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Remembers that hold `id` of `user` expired.
+    pub(super) fn remember_expired(&mut self, id: &str, user: &str) {
+        if self.expired_order.len() >= REMEMBER_EXPIRED
+            && let Some(old) = self.expired_order.pop_front()
+        {
+            self.expired.remove(&old);
+        }
+        self.expired.insert(id.to_string(), user.to_string());
+        self.expired_order.push_back(id.to_string());
+    }
+
+    /// Whether hold `id` of `user` expired lately.
+    pub(super) fn expired_for(&self, id: &str, user: &str) -> bool {
+        self.expired.get(id).is_some_and(|u| u == user)
     }
 
     pub(super) fn next_slot(&mut self) -> u32 {

@@ -15,6 +15,7 @@ impl Shard {
         let planned = {
             let mut book = self.book(&l);
             match book.entry(hold_id) {
+                None if book.expired_for(hold_id, user) => return Err(ShardError::Expired),
                 None => None,
                 Some((_, entry)) => {
                     if entry.record.user != user {

@@ -17,6 +17,11 @@ impl Shard {
         if !self.limiter.allow(user) {
             return Err(ShardError::RateLimited);
         }
+        let digest = if idempotency_key.is_some() {
+            request.digest()
+        } else {
+            String::new()
+        };
         let (record, holding) = {
             let mut book = self.book(&l);
             if let Some(key) = &idempotency_key
@@ -34,6 +39,10 @@ impl Shard {
                             .into(),
                     ));
                 }
+                if !entry.record.request_digest.is_empty() && entry.record.request_digest != digest
+                {
+                    return Err(ShardError::IdempotencyMismatch);
+                }
                 return Ok((self.view(&book, entry), false));
             }
             let holding = self.plan(&book, &request)?;
@@ -44,13 +53,12 @@ impl Shard {
                     self.show.max_per_hold
                 )));
             }
-            if let Some(max) = self.show.max_per_user {
-                let owned = book.per_user.get(user).copied().unwrap_or(0);
-                if owned + quantity > u64::from(max) {
-                    return Err(ShardError::Limit(format!(
-                        "at most {max} seats per user for this show ({owned} held or bought)"
-                    )));
-                }
+            let max = self.show.max_per_user;
+            let owned = book.per_user.get(user).copied().unwrap_or(0);
+            if owned + quantity > u64::from(max) {
+                return Err(ShardError::Limit(format!(
+                    "at most {max} seats per user for this show ({owned} held or bought)"
+                )));
             }
             let slot = book.next_slot();
             let taken = match &holding {
@@ -94,6 +102,7 @@ impl Shard {
                 expires_at_ms: now_ms() + ttl.as_millis() as i64,
                 idempotency_key,
                 created_at_ms: now_ms(),
+                request_digest: digest,
             };
             book.insert(
                 slot,
@@ -161,7 +170,7 @@ impl Shard {
             HoldRequest::Seats(ids) => {
                 if ids.is_empty() {
                     return Err(ShardError::BadRequest(
-                        "invalid_request",
+                        BadInput::Request,
                         "seats is empty".into(),
                     ));
                 }
@@ -185,7 +194,7 @@ impl Shard {
                 }
                 if !unknown.is_empty() {
                     return Err(ShardError::BadRequest(
-                        "unknown_seat",
+                        BadInput::UnknownSeat,
                         format!("no such seats: {}", unknown.join(", ")),
                     ));
                 }
@@ -194,7 +203,7 @@ impl Shard {
                 sorted.dedup();
                 if sorted.len() != seats.len() {
                     return Err(ShardError::BadRequest(
-                        "duplicate_seat",
+                        BadInput::DuplicateSeat,
                         "a seat appears more than once".into(),
                     ));
                 }
@@ -207,7 +216,7 @@ impl Shard {
             } => {
                 if *quantity == 0 || *quantity > self.show.max_per_hold {
                     return Err(ShardError::BadRequest(
-                        "invalid_quantity",
+                        BadInput::Quantity,
                         format!("quantity must be 1 to {}", self.show.max_per_hold),
                     ));
                 }
@@ -215,7 +224,7 @@ impl Shard {
                     && !inv.sections().iter().any(|x| &x.name == s)
                 {
                     return Err(ShardError::BadRequest(
-                        "unknown_section",
+                        BadInput::UnknownSection,
                         format!("no section {s}"),
                     ));
                 }
@@ -223,7 +232,7 @@ impl Shard {
                     && !self.show.prices.contains_key(c)
                 {
                     return Err(ShardError::BadRequest(
-                        "unknown_category",
+                        BadInput::UnknownCategory,
                         format!("no category {c}"),
                     ));
                 }
@@ -234,13 +243,13 @@ impl Shard {
             HoldRequest::General { area, quantity } => {
                 let a = inv.area_index(area).ok_or_else(|| {
                     ShardError::BadRequest(
-                        "unknown_area",
+                        BadInput::UnknownArea,
                         format!("no general-admission area {area}"),
                     )
                 })?;
                 if *quantity == 0 || *quantity > u64::from(self.show.max_per_hold) {
                     return Err(ShardError::BadRequest(
-                        "invalid_quantity",
+                        BadInput::Quantity,
                         format!("quantity must be 1 to {}", self.show.max_per_hold),
                     ));
                 }
@@ -287,6 +296,9 @@ impl Shard {
         let ttl = self.show.hold_ttl;
         let record = {
             let mut book = self.book(&l);
+            if book.entry(id).is_none() && book.expired_for(id, user) {
+                return Err(ShardError::Expired);
+            }
             let entry = book.entry_mut(id).ok_or(ShardError::NotFound)?;
             if !staff && entry.record.user != user {
                 return Err(ShardError::NotFound);
@@ -365,6 +377,9 @@ impl Shard {
             let mut book = self.book(l);
             for r in &records {
                 if let Some(entry) = book.remove(&r.id, false) {
+                    if kind == "expired" {
+                        book.remember_expired(&r.id, &r.user);
+                    }
                     events.push(self.event(&book, kind, &entry.holding, Some(&r.id), None));
                 }
             }

@@ -10,7 +10,9 @@ pub struct ShowInfo {
     pub prices: HashMap<String, (i64, String)>,
     pub hold_ttl: Duration,
     pub max_per_hold: u32,
-    pub max_per_user: Option<u32>,
+    /// Seats one user may hold and own at once (`holds.maxSeatsPerUser`; unset: twice
+    /// the per-hold limit, so one user cannot sweep a show).
+    pub max_per_user: u32,
     /// Sales window in Unix ms (from `spec.sales`).
     pub opens_at_ms: Option<i64>,
     pub closes_at_ms: Option<i64>,
@@ -42,7 +44,11 @@ impl ShowInfo {
             opens_at_ms: rfc3339_ms(&sales.opens_at)?,
             closes_at_ms: rfc3339_ms(&sales.closes_at)?,
             max_per_hold: config.spec.holds.max_seats_per_hold,
-            max_per_user: config.spec.holds.max_seats_per_user,
+            max_per_user: config
+                .spec
+                .holds
+                .max_seats_per_user
+                .unwrap_or(config.spec.holds.max_seats_per_hold.saturating_mul(2)),
             config,
             layout,
             prices,
@@ -79,8 +85,40 @@ pub enum HoldRequest {
     },
 }
 
+impl HoldRequest {
+    /// A short digest of what is asked for, stored with an idempotent hold.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let text = match self {
+            HoldRequest::Seats(seats) => format!("seats\n{}", seats.join("\n")),
+            HoldRequest::Best {
+                quantity,
+                section,
+                category,
+            } => format!(
+                "best\n{quantity}\n{}\n{}",
+                section.as_deref().unwrap_or(""),
+                category.as_deref().unwrap_or("")
+            ),
+            HoldRequest::General { area, quantity } => format!("general\n{area}\n{quantity}"),
+        };
+        let hash = sha2::Sha256::digest(text.as_bytes());
+        hash[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Where a hold is.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldStatus {
+    /// Holding seats until it expires, is released or confirmed.
+    Held,
+    /// A confirm is in flight.
+    Confirming,
+}
+
 /// A hold as clients see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HoldView {
     pub id: String,
@@ -93,11 +131,11 @@ pub struct HoldView {
     pub expires_at_ms: i64,
     pub amount_minor: i64,
     pub currency: String,
-    pub status: &'static str,
+    pub status: HoldStatus,
 }
 
 /// A change of seats, for Server-Sent Events.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatEvent {
     /// held, released, expired, sold, returned.
@@ -111,7 +149,38 @@ pub struct SeatEvent {
     pub hold: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub booking: Option<String>,
+    #[schema(value_type = crate::api::schema::Counts)]
     pub counts: InventoryCounts,
+}
+
+/// A seat change as the public stream carries it: no hold id, no booking reference.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicSeatEvent<'a> {
+    /// held, released, expired, sold, returned.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub seats: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub area: Option<&'a str>,
+    pub quantity: u64,
+    #[schema(value_type = crate::api::schema::Counts)]
+    pub counts: InventoryCounts,
+}
+
+impl SeatEvent {
+    /// What anyone may see of this change.
+    pub fn public(&self) -> PublicSeatEvent<'_> {
+        PublicSeatEvent {
+            kind: self.kind,
+            seats: &self.seats,
+            area: self.area.as_deref(),
+            quantity: self.quantity,
+            counts: self.counts,
+        }
+    }
 }
 
 #[cfg(test)]

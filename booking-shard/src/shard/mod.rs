@@ -14,7 +14,7 @@ mod leader;
 mod limiter;
 
 use book::{Book, HoldEntry, HoldState};
-pub use info::{HoldRequest, HoldView, SeatEvent, ShowInfo};
+pub use info::{HoldRequest, HoldStatus, HoldView, PublicSeatEvent, SeatEvent, ShowInfo};
 pub use limiter::RateLimiter;
 
 use std::collections::HashMap;
@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use boxoffice_crds::{InventoryCounts, SeatId, ShowConfig, VenueLayout};
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -37,13 +38,25 @@ const DB_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a new leader's load may take before it gives the key back.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What went wrong, in terms the API maps to HTTP.
+/// What is wrong with a request's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadInput {
+    Request,
+    UnknownSeat,
+    DuplicateSeat,
+    Quantity,
+    UnknownSection,
+    UnknownCategory,
+    UnknownArea,
+}
+
+/// What went wrong, in the domain's terms (the API maps them to HTTP once).
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
     #[error("this replica does not lead the show")]
     NotLeader(Option<LeaderInfo>),
     #[error("{1}")]
-    BadRequest(&'static str, String),
+    BadRequest(BadInput, String),
     #[error("seats are not available")]
     SeatsUnavailable(Vec<String>),
     #[error("only {available} tickets left in {area}")]
@@ -62,6 +75,8 @@ pub enum ShardError {
     Closed(String),
     #[error("too many hold attempts; slow down")]
     RateLimited,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyMismatch,
 }
 
 pub type Result<T, E = ShardError> = std::result::Result<T, E>;
@@ -84,12 +99,12 @@ pub enum Role {
 /// Counters the shard exports.
 #[derive(Default)]
 pub struct Stats {
-    pub holds: std::sync::atomic::AtomicU64,
-    pub hold_conflicts: std::sync::atomic::AtomicU64,
-    pub confirms: std::sync::atomic::AtomicU64,
-    pub expired: std::sync::atomic::AtomicU64,
-    pub fenced_writes: std::sync::atomic::AtomicU64,
-    pub leader_terms: std::sync::atomic::AtomicU64,
+    pub holds: Counter,
+    pub hold_conflicts: Counter,
+    pub confirms: Counter,
+    pub expired: Counter,
+    pub fenced_writes: Counter,
+    pub leader_terms: Counter,
 }
 
 /// One booking shard replica.
@@ -127,8 +142,8 @@ struct CachedMap {
 /// every change follow the SSE stream.
 pub const SEAT_MAP_MAX_AGE: Duration = Duration::from_millis(100);
 
-fn bump(c: &std::sync::atomic::AtomicU64) {
-    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+fn bump(c: &Counter) {
+    c.inc();
 }
 
 impl Shard {
@@ -229,9 +244,9 @@ impl Shard {
     /// cached copy and that copy is older than [`SEAT_MAP_MAX_AGE`], or when the
     /// leadership changed. Under load, thousands of readers share one serialization
     /// instead of each holding the book's lock while it is built.
-    pub fn seat_map_json(
+    pub fn seat_map_json<T: Serialize>(
         &self,
-        build: impl FnOnce(&Inventory) -> serde_json::Value,
+        build: impl FnOnce(&Inventory) -> T,
     ) -> Result<axum::body::Bytes> {
         let l = self.leadership()?;
         let version = self.changes.load(std::sync::atomic::Ordering::Relaxed);
@@ -325,8 +340,8 @@ impl Shard {
             amount_minor,
             currency,
             status: match entry.state {
-                HoldState::Confirming => "confirming",
-                _ => "held",
+                HoldState::Confirming => HoldStatus::Confirming,
+                _ => HoldStatus::Held,
             },
         }
     }

@@ -504,9 +504,9 @@ impl Rig {
         for a in map["generalAdmission"].as_array().into_iter().flatten() {
             fin.areas.push(AreaState {
                 name: a["name"].as_str().unwrap_or("").into(),
-                capacity: a["capacity"].as_i64().unwrap_or(0),
-                held: a["held"].as_i64().unwrap_or(0),
-                sold: a["sold"].as_i64().unwrap_or(0),
+                capacity: a["inventory"]["total"].as_i64().unwrap_or(0),
+                held: a["inventory"]["held"].as_i64().unwrap_or(0),
+                sold: a["inventory"]["sold"].as_i64().unwrap_or(0),
             });
         }
 

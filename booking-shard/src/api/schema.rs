@@ -1,0 +1,231 @@
+//! The API's wire shapes. Handlers answer with these types and the OpenAPI document is
+//! generated from them, so the two cannot drift apart.
+
+use boxoffice_crds::InventoryCounts;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Seat counts: `available + held + sold == total`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Counts {
+    pub total: i64,
+    pub available: i64,
+    pub held: i64,
+    pub sold: i64,
+}
+
+impl From<InventoryCounts> for Counts {
+    fn from(c: InventoryCounts) -> Self {
+        Self {
+            total: c.total,
+            available: c.available,
+            held: c.held,
+            sold: c.sold,
+        }
+    }
+}
+
+/// A price category.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Category {
+    pub name: String,
+    /// Decimal, e.g. `"49.50"`.
+    #[schema(example = "49.50")]
+    pub price: String,
+    /// ISO 4217, e.g. `EUR`.
+    pub currency: String,
+}
+
+/// When sales open and close (RFC 3339); either may be absent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sales {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<String>,
+}
+
+/// The show: title, prices, hold policy, counts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShowSummary {
+    pub name: String,
+    pub namespace: String,
+    pub title: String,
+    pub starts_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sales: Option<Sales>,
+    pub categories: Vec<Category>,
+    pub hold_ttl_seconds: u64,
+    pub max_seats_per_hold: u32,
+    pub max_seats_per_user: u32,
+    /// The replica that leads (answers writes).
+    pub leader: String,
+    pub inventory: Counts,
+}
+
+/// A row of the seat map.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RowMap {
+    pub name: String,
+    /// One letter a seat, from seat 1: `A` available, `H` held, `S` sold.
+    #[schema(pattern = "^[AHS]*$")]
+    pub seats: String,
+}
+
+/// A section of the seat map.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SectionMap {
+    pub name: String,
+    pub category: String,
+    pub rows: Vec<RowMap>,
+}
+
+/// A general-admission area and its counts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AreaCounts {
+    pub name: String,
+    pub category: String,
+    pub inventory: Counts,
+}
+
+/// The seat map: every seat's state, compact enough for an 80,000-seat stadium.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatMap {
+    pub sections: Vec<SectionMap>,
+    pub general_admission: Vec<AreaCounts>,
+    pub inventory: Counts,
+}
+
+/// Counts of a section.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SectionCounts {
+    pub name: String,
+    pub category: String,
+    pub inventory: Counts,
+}
+
+/// Counts per section and general-admission area.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Availability {
+    pub sections: Vec<SectionCounts>,
+    pub general_admission: Vec<AreaCounts>,
+    pub inventory: Counts,
+}
+
+/// Best available: `quantity` adjacent seats in one row, front rows first.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BestRequest {
+    #[schema(minimum = 1, maximum = 100)]
+    pub quantity: u32,
+    /// Only in this section.
+    #[serde(default)]
+    #[schema(max_length = 63)]
+    pub section: Option<String>,
+    /// Only seats of this price category.
+    #[serde(default)]
+    #[schema(max_length = 63)]
+    pub category: Option<String>,
+}
+
+/// A general-admission quantity.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralRequest {
+    #[schema(max_length = 63)]
+    pub area: String,
+    #[schema(minimum = 1, maximum = 100)]
+    pub quantity: u64,
+}
+
+/// Explicit seats, `section:row:number`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatsHold {
+    #[schema(min_items = 1, max_items = 100, example = json!(["floor:A:3", "floor:A:4"]))]
+    pub seats: Vec<String>,
+}
+
+/// Best available seats.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BestHold {
+    pub best: BestRequest,
+}
+
+/// General-admission tickets.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralHold {
+    pub general: GeneralRequest,
+}
+
+/// What to hold: exactly one of `seats`, `best` or `general`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum CreateHold {
+    Seats(SeatsHold),
+    Best(BestHold),
+    General(GeneralHold),
+}
+
+/// Confirm a hold into a booking.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfirmRequest {
+    /// The payment's reference at the payment provider.
+    #[schema(min_length = 1, max_length = 256)]
+    pub payment_reference: String,
+}
+
+/// What the door scanner read: the ticket code the booking's owner was given.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub ticket: String,
+}
+
+/// Paging of a list, newest first.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// The `next` cursor of the previous page.
+    #[param(min_length = 1, max_length = 64)]
+    #[serde(default)]
+    pub after: Option<String>,
+    /// At most this many (1-100, default 50).
+    #[param(minimum = 1, maximum = 100)]
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// A booking as its reader sees it; the owner also gets the ticket code.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BookingView {
+    #[serde(flatten)]
+    pub booking: crate::store::Booking,
+    /// The ticket code (owner only): what the door scans, and what check-in needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+/// A page of bookings.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BookingList {
+    pub bookings: Vec<BookingView>,
+    /// The cursor of the next page (`?after=`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// The first event of the public stream.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Snapshot {
+    pub counts: Counts,
+}

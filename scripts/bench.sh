@@ -49,9 +49,9 @@ BOXOFFICE_JWT_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DB="postgres://postgres@127.0.0.1:$PG_PORT/bench"
 BASELINE_DB="postgres://postgres@127.0.0.1:$PG_PORT/baseline"
 
-# A show file from an example: renamed, without the per-user limit (load users are few).
+# A show file from an example: renamed, per-user limit lifted (load users are few).
 show_from() {  # EXAMPLE NAME
-  sed -e "s/^  name: .*/  name: $2/" -e '/maxSeatsPerUser/d' "examples/shows/$1" >"$work/$2.yaml"
+  sed -e "s/^  name: .*/  name: $2/" -e 's/maxSeatsPerUser: .*/maxSeatsPerUser: 10000/' "examples/shows/$1" >"$work/$2.yaml"
 }
 # A 20,000-seat arena: 10 sections of rows A-T with 100 seats.
 arena() {  # NAME
@@ -62,7 +62,7 @@ arena() {  # NAME
     for s in $(seq 1 10); do
       printf '      - name: s%s\n        category: std\n        rows:\n          - {names: "A-T", seats: 100}\n' "$s"
     done
-    printf '  holds: {ttl: 10m, maxSeatsPerHold: 8}\n'
+    printf '  holds: {ttl: 10m, maxSeatsPerHold: 8, maxSeatsPerUser: 10000}\n'
   } >"$work/$1.yaml"
 }
 

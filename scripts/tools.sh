@@ -2,7 +2,7 @@
 # Makes the test toolchain available and prints the directory that holds it.
 #
 #   bin=$(scripts/tools.sh)        # etcd, kube-apiserver, kube-controller-manager,
-#                                  # kube-scheduler, helm
+#                                  # kube-scheduler, helm, st (schemathesis)
 #
 # Versions are pinned below and by the Go modules under scripts/tools/*/ (go.mod and
 # go.sum are committed, so every build resolves the same sources). Binaries are taken
@@ -15,6 +15,7 @@ set -euo pipefail
 KUBE_VERSION=v1.33.13
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.19.5
+SCHEMATHESIS_VERSION=4.32.5
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${BOXOFFICE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/boxoffice/tools}
@@ -123,5 +124,18 @@ for name in kube-apiserver kube-controller-manager kube-scheduler etcd helm; do
   got=$(version_of "$name" "$bin/$name")
   [ "$got" = "$(want_version "$name")" ] || fail "$name reports version $got, expected $(want_version "$name")"
 done
+
+# schemathesis (PyPI) checks the served OpenAPI document against the running shard:
+# a virtualenv in the cache, its `st` linked into the bin directory.
+venv="$cache/schemathesis-$SCHEMATHESIS_VERSION"
+if [ ! -x "$venv/bin/st" ] || [ "$("$venv/bin/st" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)" != "$SCHEMATHESIS_VERSION" ]; then
+  command -v python3 >/dev/null 2>&1 || fail "Python 3 is required for schemathesis (python3 not found)"
+  echo "tools.sh: installing schemathesis $SCHEMATHESIS_VERSION (first run only)" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv" >>"$log" 2>&1 || fail "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" >>"$log" 2>&1 ||
+    fail "pip install schemathesis==$SCHEMATHESIS_VERSION failed"
+fi
+ln -sf "$venv/bin/st" "$bin/st"
 
 echo "$bin"

@@ -36,7 +36,7 @@ const DB: &str = "postgres://nobody@127.0.0.1:1/none";
 fn missing_show_file() {
     let (ok, err) = run(
         &["--show", "/nonexistent/show.yaml", "--database-url", DB],
-        &[("BOXOFFICE_JWT_SECRET", "0123456789abcdef0123")],
+        &[("BOXOFFICE_JWT_SECRET", "0123456789abcdef0123456789abcdef")],
     );
     assert!(!ok);
     assert!(
@@ -51,7 +51,7 @@ fn invalid_show_names_the_fields() {
     let path = file.path().to_str().expect("path");
     let (ok, err) = run(
         &["--show", path, "--database-url", DB],
-        &[("BOXOFFICE_JWT_SECRET", "0123456789abcdef0123")],
+        &[("BOXOFFICE_JWT_SECRET", "0123456789abcdef0123456789abcdef")],
     );
     assert!(!ok);
     assert!(err.contains("spec.shard.replicas"), "{err}");
@@ -63,7 +63,7 @@ fn not_a_show_at_all() {
     let path = file.path().to_str().expect("path");
     let (ok, err) = run(
         &["--show", path, "--database-url", DB],
-        &[("BOXOFFICE_JWT_SECRET", "0123456789abcdef0123")],
+        &[("BOXOFFICE_JWT_SECRET", "0123456789abcdef0123456789abcdef")],
     );
     assert!(!ok);
     assert!(err.contains("not a Show manifest or show config"), "{err}");
@@ -81,7 +81,7 @@ fn missing_or_weak_jwt_key() {
         &[("BOXOFFICE_JWT_SECRET", "short")],
     );
     assert!(!ok);
-    assert!(err.contains("at least 16 bytes"), "{err}");
+    assert!(err.contains("at least 32 bytes"), "{err}");
     // The secret itself is never echoed.
     assert!(!err.contains("short\""), "{err}");
 }
@@ -105,7 +105,7 @@ fn unreachable_database_is_reported() {
     let path = file.path().to_str().expect("path");
     let (ok, err) = run(
         &["--show", path, "--database-url", DB],
-        &[("BOXOFFICE_JWT_SECRET", "0123456789abcdef0123")],
+        &[("BOXOFFICE_JWT_SECRET", "0123456789abcdef0123456789abcdef")],
     );
     assert!(!ok);
     assert!(err.contains("connecting to PostgreSQL"), "{err}");

@@ -51,8 +51,13 @@ async fn assert_bookings_durable_and_unique(cluster: &Cluster, acked: &Acked) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_leader_under_load_loses_no_booking() {
-    let mut cluster =
-        Cluster::start(&show_yaml("failover", 20, 200, None, 4, None), 2, 2, None).await;
+    let mut cluster = Cluster::start(
+        &show_yaml("failover", 20, 200, None, 4, Some(10_000)),
+        2,
+        2,
+        None,
+    )
+    .await;
     let leader = cluster.leader().await;
     let standby = 1 - leader;
 
@@ -386,7 +391,7 @@ async fn a_new_leader_loads_a_book_bigger_than_one_grpc_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_from_its_mirror_of_the_book() {
     let cluster = Cluster::start(
-        &show_yaml("mirrored", 4, 10, Some(20), 4, None),
+        &show_yaml("mirrored", 4, 10, Some(20), 4, Some(10_000)),
         2,
         15,
         None,

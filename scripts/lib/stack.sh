@@ -44,11 +44,13 @@ stack_postgres() {  # PORT DB — PostgreSQL refuses root: run as postgres when 
   "$pgbin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE $db" >/dev/null
 }
 
+# /metrics is served on PORT + 1000.
 stack_shard() {  # BINARY NAME PORT SHOW_FILE ETCD_URL DATABASE_URL [extra args...]
   local binary=$1 name=$2 port=$3 show=$4 etcd=$5 db=$6
   shift 6
   "$binary" --show "$show" --etcd "$etcd" --database-url "$db" \
-    --listen "127.0.0.1:$port" --pod-name "$name" "$@" >"$work/$name.log" 2>&1 &
+    --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$((port + 1000))" \
+    --pod-name "$name" "$@" >"$work/$name.log" 2>&1 &
   stack_pids+=($!)
 }
 

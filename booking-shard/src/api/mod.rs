@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod observe;
+pub mod openapi;
 mod routes;
 pub mod schema;
 pub mod serve;
@@ -70,7 +71,22 @@ pub fn peer_client() -> reqwest::Client {
 /// own port.
 pub fn app(state: AppState) -> Router {
     let (v1, doc) = routes::router(state.clone()).split_for_parts();
-    let document = openapi_document(doc, &state.shard.show.config.name);
+    let show = &state.shard.show;
+    let document = openapi::served(
+        doc,
+        &openapi::ShowFacts {
+            name: &show.config.name,
+            layout: &show.layout,
+            categories: show
+                .config
+                .spec
+                .categories
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+            max_per_hold: show.max_per_hold,
+        },
+    );
     let v1 = v1
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -113,82 +129,6 @@ pub fn metrics_app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
-}
-
-/// The parts of the OpenAPI document that no handler carries.
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    info(
-        title = "boxoffice booking shard API",
-        version = "v1",
-        description = "Seats, holds and bookings of one show. Any shard replica answers; standbys forward to the leader, and every answer names it in `x-boxoffice-leader`. Errors share one shape with a stable code (ErrorCode)."
-    ),
-    servers((url = "/", description = "This shard, or the gateway in front of the show")),
-    modifiers(&BearerAuth),
-    components(schemas(
-        error::ErrorBody,
-        error::ErrorCode,
-        schema::Snapshot,
-        crate::shard::PublicSeatEvent,
-        crate::shard::SeatEvent,
-    )),
-    tags(
-        (name = "show", description = "The show, its seats and counts (no sign-in)"),
-        (name = "holds", description = "Holding seats and confirming them"),
-        (name = "bookings", description = "Bookings and the door"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some(
-                        "`sub` is the user; `roles: [staff]` (or `admin`) for staff calls",
-                    ))
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// The OpenAPI document of the routes (show names left open).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi;
-    let mut doc = ApiDoc::openapi();
-    doc.merge(routes::document());
-    doc
-}
-
-/// The document this shard serves: its one show is the only `show` there is.
-fn openapi_document(routes: utoipa::openapi::OpenApi, show: &str) -> String {
-    use utoipa::OpenApi;
-    let mut doc = ApiDoc::openapi();
-    doc.merge(routes);
-    let mut value = serde_json::to_value(&doc).unwrap_or_default();
-    if let Some(paths) = value.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        for op in paths.values_mut().filter_map(|i| i.as_object_mut()) {
-            for params in op
-                .values_mut()
-                .filter_map(|o| o.get_mut("parameters"))
-                .filter_map(|p| p.as_array_mut())
-            {
-                for p in params.iter_mut().filter(|p| p["name"] == "show") {
-                    p["schema"] = serde_json::json!({"type": "string", "enum": [show]});
-                }
-            }
-        }
-    }
-    serde_json::to_string(&value).unwrap_or_default()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -418,7 +358,7 @@ mod tests {
     /// generates: `cargo run -p booking-shard --bin openapi > booking-shard/openapi.json`.
     #[test]
     fn the_checked_in_openapi_document_is_current() {
-        let generated = serde_json::to_value(super::openapi()).expect("serializes");
+        let generated = serde_json::to_value(super::openapi::openapi()).expect("serializes");
         let checked_in: serde_json::Value =
             serde_json::from_str(include_str!("../../openapi.json")).expect("openapi.json parses");
         assert!(

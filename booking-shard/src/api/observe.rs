@@ -183,9 +183,7 @@ impl Metrics {
                     ("held", c.held),
                     ("sold", c.sold),
                 ] {
-                    self.seats
-                        .get_or_create(&SeatLabels { state })
-                        .set(i64::try_from(v).unwrap_or(i64::MAX));
+                    self.seats.get_or_create(&SeatLabels { state }).set(v);
                 }
             }
             Err(_) => self.seats.clear(),

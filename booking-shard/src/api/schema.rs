@@ -116,11 +116,30 @@ pub struct Availability {
     pub inventory: Counts,
 }
 
+/// A JSON integer: JSON Schema counts `2.0` as the integer 2, and so do we.
+fn whole_number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {n}")))
+}
+
 /// Best available: `quantity` adjacent seats in one row, front rows first.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BestRequest {
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: u32,
     /// Only in this section.
     #[serde(default)]
@@ -139,6 +158,7 @@ pub struct GeneralRequest {
     #[schema(max_length = 63)]
     pub area: String,
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: u64,
 }
 

@@ -2,7 +2,7 @@
 //! `cargo run -p booking-shard --bin openapi > booking-shard/openapi.json`.
 
 fn main() {
-    let doc = booking_shard::api::openapi();
+    let doc = booking_shard::api::openapi::openapi();
     match serde_json::to_string_pretty(&doc) {
         Ok(text) => println!("{text}"),
         Err(e) => {

@@ -195,6 +195,7 @@ spec:
   holds:
     ttl: 1m
     maxSeatsPerHold: 4
+    maxSeatsPerUser: 10000
 "
     )
 }

@@ -168,7 +168,7 @@ pub(super) async fn cancel_booking(
     params(
         ("show" = String, Path, description = "The show's name"),
         ("reference" = String, Path, description = "The booking's reference"),
-        ("Idempotency-Key" = Option<String>, Header, description = "A scanner's retry with the same key gets the first answer"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A scanner's retry with the same key gets the first answer", min_length = 1, max_length = 128, pattern = "^[!-~]+$"),
     ),
     request_body(content = CheckInRequest, content_type = "application/json"),
     responses(

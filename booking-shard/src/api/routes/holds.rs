@@ -29,7 +29,7 @@ use crate::shard::{HoldRequest, HoldView, SeatEvent};
     security(("bearer" = [])),
     params(
         ("show" = String, Path, description = "The show's name"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible characters; makes retries safe"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible characters; makes retries safe", min_length = 1, max_length = 128, pattern = "^[!-~]+$"),
     ),
     request_body(content = CreateHold, content_type = "application/json"),
     responses(

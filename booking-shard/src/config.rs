@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use boxoffice_transport::{DatabaseTls, EtcdAccess};
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
@@ -25,9 +26,17 @@ pub struct Config {
     )]
     pub etcd: Vec<String>,
 
-    /// PostgreSQL URL.
+    /// TLS and user auth for etcd.
+    #[command(flatten)]
+    pub etcd_access: EtcdAccess,
+
+    /// PostgreSQL URL (libpq's sslmode, sslrootcert, sslcert and sslkey parameters work).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+
+    /// TLS for PostgreSQL.
+    #[command(flatten)]
+    pub database_tls: DatabaseTls,
 
     /// Address the HTTP API listens on.
     #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "0.0.0.0:8080")]

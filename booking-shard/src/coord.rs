@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use boxoffice_transport::{EtcdAccess, explain_etcd_error};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
@@ -36,6 +37,9 @@ pub enum CoordError {
     HoldGone,
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
+    /// TLS, credentials or permissions were refused at start, or are misconfigured.
+    #[error("connecting to etcd: {0}")]
+    Connect(String),
     #[error("bad record in etcd: {0}")]
     Corrupt(String),
     /// A grouped write failed in etcd; its outcome is unknown.
@@ -178,7 +182,20 @@ struct Write {
 const WRITES_IN_FLIGHT: usize = 4;
 
 impl Coordinator {
+    /// Connects over plain TCP without credentials.
     pub async fn connect(endpoints: &[String], keys: Keys) -> Result<Self> {
+        Self::connect_with(endpoints, &EtcdAccess::default(), keys).await
+    }
+
+    /// Connects with TLS and credentials as `access` says. With either configured, one
+    /// read of the show's leader key proves them (certificates, password, and the
+    /// user's permission on the show's prefix) before the shard starts; a refusal ends
+    /// the start with etcd's reason.
+    pub async fn connect_with(
+        endpoints: &[String],
+        access: &EtcdAccess,
+        keys: Keys,
+    ) -> Result<Self> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(5))
@@ -187,7 +204,26 @@ impl Coordinator {
             // broke standbys' watches every few seconds. Leaders do not rely on pings:
             // their lease deadline ends leadership on its own.
             .with_keep_alive(Duration::from_secs(6), Duration::from_secs(3));
-        let client = Client::connect(endpoints, Some(options)).await?;
+        let options = access
+            .apply(endpoints, options)
+            .map_err(|e| CoordError::Connect(e.to_string()))?;
+        let refused = |e: etcd_client::Error| {
+            CoordError::Connect(format!(
+                "{}: {}",
+                endpoints.join(","),
+                explain_etcd_error(&e)
+            ))
+        };
+        // With a user, connecting signs in (a wrong password fails here).
+        let mut client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(refused)?;
+        if access.is_secured() {
+            client
+                .get(keys.leader(), Some(GetOptions::new().with_keys_only()))
+                .await
+                .map_err(refused)?;
+        }
         let (writes, queue) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(client.clone(), keys.clone(), queue));
         Ok(Self {

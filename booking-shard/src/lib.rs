@@ -100,12 +100,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         address,
     };
     let shard_keys = Keys::new(&show.config.namespace, &show.config.name);
-    let store = Store::connect(&config.database_url, &show.key(), config.db_pool)
+    let database = config.database_tls.connect_options(&config.database_url)?;
+    let store = Store::connect_with(database, &show.key(), config.db_pool)
         .await
         .context("connecting to PostgreSQL")?;
-    let coord = Coordinator::connect(&config.etcd, shard_keys)
-        .await
-        .context("connecting to etcd")?;
+    let coord = Coordinator::connect_with(&config.etcd, &config.etcd_access, shard_keys).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

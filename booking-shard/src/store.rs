@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::Serialize;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -166,10 +166,19 @@ impl From<sqlx::Error> for GroupError {
 impl Store {
     /// Connects, runs the embedded migrations, and registers the show.
     pub async fn connect(url: &str, show: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with(url.parse()?, show, max_connections).await
+    }
+
+    /// [`Self::connect`] with options built elsewhere (TLS, client certificates).
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        show: &str,
+        max_connections: u32,
+    ) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations")
             .run(&pool)

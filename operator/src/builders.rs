@@ -10,9 +10,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
     TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -23,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use boxoffice_transport::env as transport_env;
 
 /// The field manager for every server-side apply.
 pub const MANAGER: &str = "boxoffice-operator";
@@ -268,7 +269,7 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
         ..Default::default()
     };
     let selector_labels = selector(show);
-    Deployment {
+    let mut deployment = Deployment {
         metadata: meta(show, shard_name(show)),
         spec: Some(DeploymentSpec {
             replicas: Some(show.spec.shard.replicas),
@@ -348,7 +349,9 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
             ..Default::default()
         }),
         ..Default::default()
-    }
+    };
+    mount_transport_files(&mut deployment, config);
+    deployment
 }
 
 pub fn service(show: &Show) -> Service {
@@ -366,6 +369,165 @@ pub fn service(show: &Show) -> Service {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Where shard pods find their TLS material and etcd credentials (Secrets, read-only).
+pub const ETCD_TLS_DIR: &str = "/var/run/secrets/boxoffice/etcd-tls";
+pub const ETCD_AUTH_DIR: &str = "/var/run/secrets/boxoffice/etcd-auth";
+pub const DATABASE_TLS_DIR: &str = "/var/run/secrets/boxoffice/database-tls";
+
+/// Keys of the transport Secrets (cert-manager's and kubernetes.io/basic-auth's names).
+pub const CA_KEY: &str = "ca.crt";
+pub const CERT_KEY: &str = "tls.crt";
+pub const PRIVATE_KEY_KEY: &str = "tls.key";
+pub const USERNAME_KEY: &str = "username";
+pub const PASSWORD_KEY: &str = "password";
+
+/// One Secret mounted as files, and the env vars (flag, file name) pointing at them.
+struct SecretFiles {
+    /// What it holds, for the missing-Secret message.
+    what: &'static str,
+    volume: &'static str,
+    secret: String,
+    dir: &'static str,
+    files: Vec<(&'static str, &'static str)>,
+    /// Also hands the shard the etcd user name from the Secret's `username`.
+    username: bool,
+}
+
+/// The Secrets that hand shard pods TLS material and etcd credentials, as the operator's
+/// configuration names them (an empty name counts as unset).
+fn transport_secrets(config: &Config) -> Vec<SecretFiles> {
+    let t = &config.shard_transport;
+    let named = |n: &Option<String>| n.clone().filter(|n| !n.is_empty());
+    let tls = |client_cert: bool, ca: &'static str, cert: &'static str, key: &'static str| {
+        let mut files = vec![(ca, CA_KEY)];
+        if client_cert {
+            files.extend([(cert, CERT_KEY), (key, PRIVATE_KEY_KEY)]);
+        }
+        files
+    };
+    let mut secrets = Vec::new();
+    if let Some(secret) = named(&t.shard_etcd_tls_secret) {
+        secrets.push(SecretFiles {
+            what: "etcd TLS",
+            volume: "etcd-tls",
+            secret,
+            dir: ETCD_TLS_DIR,
+            files: tls(
+                t.shard_etcd_client_cert,
+                transport_env::ETCD_CA_FILE,
+                transport_env::ETCD_CERT_FILE,
+                transport_env::ETCD_KEY_FILE,
+            ),
+            username: false,
+        });
+    }
+    if let Some(secret) = named(&t.shard_etcd_auth_secret) {
+        secrets.push(SecretFiles {
+            what: "etcd credentials",
+            volume: "etcd-auth",
+            secret,
+            dir: ETCD_AUTH_DIR,
+            files: vec![(transport_env::ETCD_PASSWORD_FILE, PASSWORD_KEY)],
+            username: true,
+        });
+    }
+    if let Some(secret) = named(&t.shard_database_tls_secret) {
+        secrets.push(SecretFiles {
+            what: "database TLS",
+            volume: "database-tls",
+            secret,
+            dir: DATABASE_TLS_DIR,
+            files: tls(
+                t.shard_database_client_cert,
+                transport_env::DATABASE_CA_FILE,
+                transport_env::DATABASE_CERT_FILE,
+                transport_env::DATABASE_KEY_FILE,
+            ),
+            username: false,
+        });
+    }
+    secrets
+}
+
+/// Every Secret key the shard's transport needs, for the missing-Secret check.
+pub fn transport_secret_refs(config: &Config) -> Vec<(&'static str, SecretKeyRef)> {
+    let mut refs = Vec::new();
+    for s in transport_secrets(config) {
+        let mut keys: Vec<&str> = s.files.iter().map(|(_, key)| *key).collect();
+        if s.username {
+            keys.push(USERNAME_KEY);
+        }
+        refs.extend(keys.into_iter().map(|key| {
+            (
+                s.what,
+                SecretKeyRef {
+                    name: s.secret.clone(),
+                    key: key.into(),
+                },
+            )
+        }));
+    }
+    refs
+}
+
+/// Mounts the transport Secrets read-only in the shard container and points the shard's
+/// flags at the files; the etcd user name comes from the auth Secret as an env var.
+fn mount_transport_files(deployment: &mut Deployment, config: &Config) {
+    let Some(pod) = deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+    else {
+        return;
+    };
+    let Some(container) = pod.containers.iter_mut().find(|c| c.name == "shard") else {
+        return;
+    };
+    for s in transport_secrets(config) {
+        pod.volumes.get_or_insert_default().push(Volume {
+            name: s.volume.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(s.secret.clone()),
+                items: Some(
+                    s.files
+                        .iter()
+                        .map(|(_, key)| KeyToPath {
+                            key: (*key).into(),
+                            path: (*key).into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                optional: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        container
+            .volume_mounts
+            .get_or_insert_default()
+            .push(VolumeMount {
+                name: s.volume.into(),
+                mount_path: s.dir.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        let envs = container.env.get_or_insert_default();
+        for (var, key) in &s.files {
+            envs.push(env(var, format!("{}/{key}", s.dir)));
+        }
+        if s.username {
+            envs.push(secret_env(
+                transport_env::ETCD_USER,
+                &SecretKeyRef {
+                    name: s.secret,
+                    key: USERNAME_KEY.into(),
+                },
+            ));
+        }
     }
 }
 
@@ -572,5 +734,154 @@ mod tests {
         assert_eq!(parsed.name, "hamlet-opening");
         assert_eq!(parsed.namespace, "arts");
         assert_eq!(parsed.spec, show.spec);
+    }
+
+    fn secured_config() -> Config {
+        Config::parse_from([
+            "boxoffice-operator",
+            "--etcd",
+            "https://etcd-a:2379",
+            "--shard-etcd-tls-secret",
+            "etcd-client",
+            "--shard-etcd-auth-secret",
+            "etcd-user",
+            "--shard-database-tls-secret",
+            "pg-client",
+            "--shard-database-client-cert=false",
+        ])
+    }
+
+    #[test]
+    fn transport_secrets_are_mounted_read_only_and_the_flags_point_at_them() {
+        let d = deployment(&theatre(), &secured_config());
+        let pod = d.spec.expect("spec").template.spec.expect("pod");
+        let c = &pod.containers[0];
+        let env = env_of(c);
+        let value = |name: &str| env[name].value.clone().unwrap_or_default();
+        assert_eq!(
+            value("BOXOFFICE_ETCD_CA_FILE"),
+            "/var/run/secrets/boxoffice/etcd-tls/ca.crt"
+        );
+        assert_eq!(
+            value("BOXOFFICE_ETCD_CERT_FILE"),
+            "/var/run/secrets/boxoffice/etcd-tls/tls.crt"
+        );
+        assert_eq!(
+            value("BOXOFFICE_ETCD_KEY_FILE"),
+            "/var/run/secrets/boxoffice/etcd-tls/tls.key"
+        );
+        assert_eq!(
+            value("BOXOFFICE_ETCD_PASSWORD_FILE"),
+            "/var/run/secrets/boxoffice/etcd-auth/password"
+        );
+        assert_eq!(
+            value("BOXOFFICE_DATABASE_CA_FILE"),
+            "/var/run/secrets/boxoffice/database-tls/ca.crt"
+        );
+        // --shard-database-client-cert=false: the CA only.
+        assert!(!env.contains_key("BOXOFFICE_DATABASE_CERT_FILE"));
+        assert!(!env.contains_key("BOXOFFICE_DATABASE_KEY_FILE"));
+        // The user name is no secret, but it lives beside the password; the password
+        // itself never becomes an env var.
+        let user = env["BOXOFFICE_ETCD_USER"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("user from the Secret");
+        assert_eq!(
+            (user.name.as_str(), user.key.as_str()),
+            ("etcd-user", "username")
+        );
+        assert!(env.values().all(|e| {
+            e.value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .is_none_or(|r| r.key != "password")
+        }));
+
+        let mounts: BTreeMap<String, VolumeMount> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.clone()))
+            .collect();
+        for (name, dir) in [
+            ("etcd-tls", ETCD_TLS_DIR),
+            ("etcd-auth", ETCD_AUTH_DIR),
+            ("database-tls", DATABASE_TLS_DIR),
+        ] {
+            assert_eq!(mounts[name].mount_path, dir);
+            assert_eq!(mounts[name].read_only, Some(true), "{name}");
+        }
+        assert_eq!(mounts["show"].mount_path, CONFIG_DIR);
+        let volumes: BTreeMap<String, Volume> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| (v.name.clone(), v.clone()))
+            .collect();
+        let items = |name: &str| -> (Option<String>, Vec<String>) {
+            let secret = volumes[name].secret.clone().expect("a Secret volume");
+            (
+                secret.secret_name,
+                secret
+                    .items
+                    .iter()
+                    .flatten()
+                    .map(|i| i.key.clone())
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            items("etcd-tls"),
+            (
+                Some("etcd-client".into()),
+                vec!["ca.crt".into(), "tls.crt".into(), "tls.key".into()]
+            )
+        );
+        assert_eq!(
+            items("etcd-auth"),
+            (Some("etcd-user".into()), vec!["password".into()])
+        );
+        assert_eq!(
+            items("database-tls"),
+            (Some("pg-client".into()), vec!["ca.crt".into()])
+        );
+        assert!(volumes.contains_key("show"));
+    }
+
+    #[test]
+    fn without_transport_secrets_shards_get_no_tls_mounts_or_env() {
+        let d = deployment(&theatre(), &config());
+        let pod = d.spec.expect("spec").template.spec.expect("pod");
+        let c = &pod.containers[0];
+        assert!(env_of(c).keys().all(|k| !k.starts_with("BOXOFFICE_ETCD_")
+            && !k.starts_with("BOXOFFICE_DATABASE_")));
+        assert_eq!(c.volume_mounts.iter().flatten().count(), 1);
+        assert_eq!(pod.volumes.iter().flatten().count(), 1);
+        assert!(transport_secret_refs(&config()).is_empty());
+        // An empty name (a chart value left "") counts as unset.
+        let blank = Config::parse_from(["boxoffice-operator", "--shard-etcd-tls-secret="]);
+        assert!(transport_secret_refs(&blank).is_empty());
+    }
+
+    #[test]
+    fn the_missing_secret_check_covers_every_transport_key() {
+        let refs: Vec<(String, String)> = transport_secret_refs(&secured_config())
+            .into_iter()
+            .map(|(_, r)| (r.name, r.key))
+            .collect();
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            refs,
+            vec![
+                pair("etcd-client", "ca.crt"),
+                pair("etcd-client", "tls.crt"),
+                pair("etcd-client", "tls.key"),
+                pair("etcd-user", "password"),
+                pair("etcd-user", "username"),
+                pair("pg-client", "ca.crt"),
+            ]
+        );
     }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use boxoffice_crds::SecretKeyRef;
+use boxoffice_transport::{DatabaseTls, EtcdAccess};
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
@@ -48,6 +49,20 @@ pub struct Config {
     pub jwt_secret: String,
     #[arg(long, env = "BOXOFFICE_JWT_SECRET_KEY", default_value = "secret")]
     pub jwt_secret_key: String,
+
+    /// TLS and user auth for the operator's own etcd client (it reads shard leaders).
+    #[command(flatten)]
+    pub etcd_access: EtcdAccess,
+
+    /// TLS for the operator's own PostgreSQL connections (it closes sales of deleted
+    /// Shows, with the URL from the Show's database Secret).
+    #[command(flatten)]
+    pub database_tls: DatabaseTls,
+
+    /// Shards' TLS to etcd and PostgreSQL, and their etcd credentials: Secrets in each
+    /// Show's namespace, mounted read-only in the shard pods.
+    #[command(flatten)]
+    pub shard_transport: ShardTransport,
 
     /// OTLP endpoint for the operator's and the shards' traces.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -96,4 +111,32 @@ impl Config {
             key: self.jwt_secret_key.clone(),
         }
     }
+}
+
+/// Secrets (in each Show's namespace) that give shard pods TLS material and etcd
+/// credentials as files. Unset means plain TCP / no etcd auth.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ShardTransport {
+    /// Secret with `ca.crt` (etcd's CA) and, with --shard-etcd-client-cert, `tls.crt` and
+    /// `tls.key` (the shards' client certificate); a cert-manager Secret fits.
+    #[arg(long, env = "BOXOFFICE_SHARD_ETCD_TLS_SECRET")]
+    pub shard_etcd_tls_secret: Option<String>,
+
+    /// Whether shards present the etcd TLS Secret's tls.crt/tls.key.
+    #[arg(long, env = "BOXOFFICE_SHARD_ETCD_CLIENT_CERT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub shard_etcd_client_cert: bool,
+
+    /// Secret with `username` and `password` of the shards' etcd user (type
+    /// kubernetes.io/basic-auth).
+    #[arg(long, env = "BOXOFFICE_SHARD_ETCD_AUTH_SECRET")]
+    pub shard_etcd_auth_secret: Option<String>,
+
+    /// Secret with `ca.crt` (PostgreSQL's CA; shards then use sslmode=verify-full) and,
+    /// with --shard-database-client-cert, `tls.crt` and `tls.key`.
+    #[arg(long, env = "BOXOFFICE_SHARD_DATABASE_TLS_SECRET")]
+    pub shard_database_tls_secret: Option<String>,
+
+    /// Whether shards present the database TLS Secret's tls.crt/tls.key.
+    #[arg(long, env = "BOXOFFICE_SHARD_DATABASE_CLIENT_CERT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub shard_database_client_cert: bool,
 }

@@ -219,7 +219,11 @@ async fn missing_secrets(ctx: &Context, show: &Show, ns: &str) -> Result<Option<
     let (database, jwt) = builders::secret_refs(show, &ctx.config);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let mut missing = Vec::new();
-    for (what, r) in [("database URL", database), ("JWT key", jwt)] {
+    let transport = builders::transport_secret_refs(&ctx.config);
+    for (what, r) in [("database URL", database), ("JWT key", jwt)]
+        .into_iter()
+        .chain(transport)
+    {
         match secrets.get_opt(&r.name).await? {
             None => missing.push(format!("Secret {ns}/{} ({what}) not found", r.name)),
             Some(s) => {
@@ -248,26 +252,61 @@ async fn leader_of(ctx: &Context, show: &Show, ns: &str) -> Option<(String, Stri
         match cache.get(&key) {
             Some(c) => c.clone(),
             None => {
-                let options = etcd_client::ConnectOptions::new()
-                    .with_connect_timeout(Duration::from_secs(2))
-                    .with_timeout(Duration::from_secs(2));
-                let c = etcd_client::Client::connect(&endpoints, Some(options))
-                    .await
-                    .ok()?;
+                let c = match etcd_client(&endpoints, &ctx.config.etcd_access).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "connecting to the shards' etcd failed");
+                        return None;
+                    }
+                };
                 cache.insert(key, c.clone());
                 c
             }
         }
     };
-    let resp = client
-        .get(format!("/boxoffice/{ns}/{}/leader", show.name_any()), None)
+    match read_leader(&mut client, ns, &show.name_any()).await {
+        Ok(leader) => leader,
+        Err(e) => {
+            warn!(show = %show.name_any(), error = %e, "reading the shard's leader from etcd failed");
+            None
+        }
+    }
+}
+
+/// A client for the shards' etcd with the operator's TLS and credentials.
+pub async fn etcd_client(
+    endpoints: &[String],
+    access: &boxoffice_transport::EtcdAccess,
+) -> Result<etcd_client::Client, String> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(2));
+    let options = access
+        .apply(endpoints, options)
+        .map_err(|e| e.to_string())?;
+    etcd_client::Client::connect(endpoints, Some(options))
         .await
-        .ok()?;
-    let value: serde_json::Value = serde_json::from_slice(resp.kvs().first()?.value()).ok()?;
-    Some((
-        value["pod"].as_str()?.to_string(),
-        value["address"].as_str()?.to_string(),
-    ))
+        .map_err(|e| boxoffice_transport::explain_etcd_error(&e))
+}
+
+/// The leader a shard's election key in etcd names: (pod, address).
+pub async fn read_leader(
+    client: &mut etcd_client::Client,
+    namespace: &str,
+    show: &str,
+) -> Result<Option<(String, String)>, String> {
+    let resp = client
+        .get(format!("/boxoffice/{namespace}/{show}/leader"), None)
+        .await
+        .map_err(|e| boxoffice_transport::explain_etcd_error(&e))?;
+    let Some(kv) = resp.kvs().first() else {
+        return Ok(None);
+    };
+    let value: serde_json::Value = serde_json::from_slice(kv.value()).map_err(|e| e.to_string())?;
+    Ok(value["pod"]
+        .as_str()
+        .zip(value["address"].as_str())
+        .map(|(pod, address)| (pod.to_string(), address.to_string())))
 }
 
 async fn counts_from(ctx: &Context, address: &str, show: &str) -> Option<InventoryCounts> {
@@ -477,7 +516,12 @@ async fn cleanup(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
         });
     match url {
         Some(url) => {
-            close_sales(&url, &format!("{ns}/{}", show.name_any())).await?;
+            let options = ctx
+                .config
+                .database_tls
+                .connect_options(&url)
+                .map_err(|e| Error::Database(e.to_string()))?;
+            close_sales(options, &format!("{ns}/{}", show.name_any())).await?;
             publish(
                 &ctx,
                 &show,
@@ -503,9 +547,10 @@ async fn cleanup(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-async fn close_sales(url: &str, show: &str) -> Result<()> {
+/// Marks `show` (`namespace/name`) closed in the shards' database; bookings stay.
+pub async fn close_sales(options: sqlx::postgres::PgConnectOptions, show: &str) -> Result<()> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
+    let mut conn = sqlx::PgConnection::connect_with(&options)
         .await
         .map_err(|e| Error::Database(e.to_string()))?;
     let result = sqlx::query(

@@ -9,10 +9,12 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod shard;
+pub mod tls;
 pub mod tools;
 
 pub use control_plane::ControlPlane;
-pub use etcd::{EtcdOptions, EtcdServer};
+pub use etcd::{EtcdOptions, EtcdSecurity, EtcdServer, EtcdTls, EtcdUser};
 pub use postgres::PostgresServer;
 pub use process::{Process, free_port, wait_for, wait_while_running};
 pub use shard::{ShardOptions, ShardProcess, token};
+pub use tls::{CertFiles, Pki};

@@ -1,4 +1,5 @@
-//! A real PostgreSQL server on loopback, and a fresh database per test.
+//! A real PostgreSQL server on loopback, and a fresh database per test; optionally with
+//! TLS and client-certificate auth ([`PostgresServer::start_tls`]).
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root the server runs as
 //! the `postgres` system user (`setpriv`, which execs in place so the pid we hold is
@@ -16,6 +17,7 @@ use tempfile::TempDir;
 use tokio::sync::OnceCell;
 
 use crate::process::{Process, free_port, wait_while_running};
+use crate::tls::{CertFiles, Pki};
 use crate::tools::postgres_bin;
 
 /// A running PostgreSQL server. Dropping it stops the server and removes its data.
@@ -24,7 +26,17 @@ pub struct PostgresServer {
     port: u16,
     data_dir: PathBuf,
     run_as: Option<String>,
+    tls: Option<PostgresTls>,
     dir: TempDir,
+}
+
+/// What a TLS server's clients need: its CA, and a client certificate for `user`.
+#[derive(Debug, Clone)]
+pub struct PostgresTls {
+    /// The role that may connect over TCP: only with TLS and this certificate.
+    pub user: String,
+    pub ca_file: PathBuf,
+    pub client: CertFiles,
 }
 
 static NEXT_DB: AtomicU32 = AtomicU32::new(1);
@@ -38,8 +50,29 @@ impl PostgresServer {
         SHARED.get_or_try_init(PostgresServer::start).await
     }
 
+    /// A TLS server ([`Self::start_tls`] for role `boxoffice`) shared by every test of
+    /// this test binary.
+    pub async fn shared_tls() -> Result<&'static PostgresServer> {
+        static SHARED: OnceCell<PostgresServer> = OnceCell::const_new();
+        SHARED
+            .get_or_try_init(|| PostgresServer::start_tls("boxoffice"))
+            .await
+    }
+
     /// Initializes a new cluster in a temporary directory and starts it.
     pub async fn start() -> Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// A server with `ssl=on` (a certificate for 127.0.0.1 from a CA of its own) whose
+    /// pg_hba.conf admits role `user` over TCP only with TLS and a client certificate
+    /// naming it (`hostssl ... cert`): plain TCP, or TLS without that certificate, is
+    /// refused. The harness's own `postgres` superuser keeps trust auth.
+    pub async fn start_tls(user: &str) -> Result<Self> {
+        Self::start_with(Some(user)).await
+    }
+
+    async fn start_with(tls_user: Option<&str>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("boxoffice-pg-").tempdir()?;
         let run_as = (nix::unistd::geteuid().is_root()).then(|| "postgres".to_string());
         if let Some(user) = &run_as {
@@ -60,15 +93,74 @@ impl PostgresServer {
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
+        let tls = match tls_user {
+            Some(user) => Some(Self::configure_tls(dir.path(), &data_dir, &run_as, user)?),
+            None => None,
+        };
         let mut server = Self {
             process: None,
             port: free_port()?,
             data_dir,
             run_as,
+            tls,
             dir,
         };
         server.launch().await?;
+        if let Some(tls) = &server.tls {
+            let mut conn = PgConnection::connect(&server.url("postgres")).await?;
+            // The name is a test constant, never input.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE ROLE {} LOGIN",
+                tls.user
+            )))
+            .execute(&mut conn)
+            .await?;
+            conn.close().await?;
+        }
         Ok(server)
+    }
+
+    /// Certificates into the data directory (the key readable by the server's user
+    /// only, as PostgreSQL insists) and a pg_hba.conf that wants them.
+    fn configure_tls(
+        dir: &std::path::Path,
+        data_dir: &std::path::Path,
+        run_as: &Option<String>,
+        user: &str,
+    ) -> Result<PostgresTls> {
+        use std::os::unix::fs::PermissionsExt;
+        let pki = Pki::new(dir, "postgres")?;
+        let server = pki.server("postgres-server")?;
+        let client = pki.client(user)?;
+        let owner = match run_as {
+            Some(name) => nix::unistd::User::from_name(name)?.map(|u| (u.uid, u.gid)),
+            None => None,
+        };
+        for (from, to, mode) in [
+            (&server.cert, "server.crt", 0o644),
+            (&server.key, "server.key", 0o600),
+            (&pki.ca_file, "root.crt", 0o644),
+        ] {
+            let to = data_dir.join(to);
+            std::fs::copy(from, &to)?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&to, Some(uid.as_raw()), Some(gid.as_raw()))?;
+            }
+        }
+        std::fs::write(
+            data_dir.join("pg_hba.conf"),
+            format!(
+                "local all all trust\n\
+                 hostssl all {user} 127.0.0.1/32 cert\n\
+                 host all postgres 127.0.0.1/32 trust\n"
+            ),
+        )?;
+        Ok(PostgresTls {
+            user: user.to_string(),
+            ca_file: pki.ca_file.clone(),
+            client,
+        })
     }
 
     fn command(run_as: &Option<String>, program: PathBuf) -> Command {
@@ -99,6 +191,15 @@ impl PostgresServer {
             .args(["-c", "shared_buffers=128MB"])
             .args(["-c", "fsync=on", "-c", "synchronous_commit=on"])
             .args(["-c", "log_min_messages=warning"]);
+        if self.tls.is_some() {
+            cmd.args(["-c", "ssl=on", "-c", "ssl_cert_file=server.crt"])
+                .args([
+                    "-c",
+                    "ssl_key_file=server.key",
+                    "-c",
+                    "ssl_ca_file=root.crt",
+                ]);
+        }
         let mut process = Process::spawn("postgres", cmd, self.dir.path())?;
         let url = self.url("postgres");
         wait_while_running(
@@ -129,7 +230,23 @@ impl PostgresServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Creates a new, empty database and returns its URL.
+    /// TLS files for clients of a [`Self::start_tls`] server.
+    pub fn tls(&self) -> Option<&PostgresTls> {
+        self.tls.as_ref()
+    }
+
+    /// A URL for database `db` as the TLS server's client role (no TLS parameters: the
+    /// caller adds them, by flags or URL parameters).
+    pub fn user_url(&self, db: &str) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        Some(format!(
+            "postgres://{}@127.0.0.1:{}/{db}",
+            tls.user, self.port
+        ))
+    }
+
+    /// Creates a new, empty database and returns its URL (on a TLS server, owned by the
+    /// client role, and its [`Self::user_url`]).
     pub async fn create_database(&self) -> Result<String> {
         let name = format!(
             "t_{}_{}",
@@ -138,12 +255,19 @@ impl PostgresServer {
         );
         let mut conn = PgConnection::connect(&self.url("postgres")).await?;
         // The name is generated here from digits, never from input.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("creating database {name}"))?;
+        let owner = self
+            .tls
+            .as_ref()
+            .map(|t| format!(" OWNER {}", t.user))
+            .unwrap_or_default();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name}{owner}"
+        )))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("creating database {name}"))?;
         conn.close().await?;
-        Ok(self.url(&name))
+        Ok(self.user_url(&name).unwrap_or_else(|| self.url(&name)))
     }
 
     /// The postmaster process (for signals in fault tests).

@@ -84,10 +84,6 @@ impl Cluster {
 
     /// etcd, a database and the show file, with no replica yet.
     pub async fn new(show_yaml: &str, lease_ttl: u64, hold_ttl: Option<u64>) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("boxoffice-shard-test-")
-            .tempdir()
-            .expect("tempdir");
         let etcd = EtcdServer::start(EtcdOptions {
             name: "shard-etcd".into(),
             unsafe_no_fsync: true,
@@ -96,6 +92,23 @@ impl Cluster {
         .expect("etcd");
         let pg = PostgresServer::shared().await.expect("postgres");
         let db_url = pg.create_database().await.expect("database");
+        Cluster::with_servers(show_yaml, etcd, db_url, lease_ttl, hold_ttl, vec![])
+    }
+
+    /// As [`Cluster::new`] with a given etcd and database, and env for every replica
+    /// (e.g. TLS flags).
+    pub fn with_servers(
+        show_yaml: &str,
+        etcd: EtcdServer,
+        db_url: String,
+        lease_ttl: u64,
+        hold_ttl: Option<u64>,
+        extra_env: Vec<(String, String)>,
+    ) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("boxoffice-shard-test-")
+            .tempdir()
+            .expect("tempdir");
         let show_file = dir.path().join("show.yaml");
         std::fs::write(&show_file, show_yaml).expect("write show");
         let show = show_yaml
@@ -110,7 +123,7 @@ impl Cluster {
             database_url: db_url.clone(),
             lease_ttl,
             hold_ttl_seconds: hold_ttl,
-            extra_env: vec![],
+            extra_env,
         };
         Cluster {
             etcd,

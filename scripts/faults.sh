@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BOXOFFICE_TOOLS_BIN=$(scripts/tools.sh)
 export BOXOFFICE_TOOLS_BIN
 
-cargo build -p booking-shard
+cargo build -p booking-shard --features test-switches
 if [[ "${1:-}" == "--long" ]]; then
   export BOXOFFICE_CAMPAIGN_FAULTS="${2:-200}"
   # Run a copy of the shard so a rebuild during the campaign does not swap it.

@@ -14,8 +14,9 @@ command -v kubectl >/dev/null || { echo "test.sh: kubectl is required on PATH" >
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# Binaries first: e2e tests run the shard and operator as processes.
-cargo build --workspace --bins --locked
+# Binaries first: e2e tests run the shard and operator as processes. The fault
+# campaign's switches (fencing off, delayed writes) exist only with `test-switches`.
+cargo build --workspace --bins --locked --features booking-shard/test-switches
 cargo test --workspace --locked "$@"
 
 # The README's "run it" command still works: start the demo, book through the standby.

@@ -119,7 +119,7 @@ pub struct Shard {
     pub stats: Stats,
     /// Fault injection for tests (`BOXOFFICE_FAULT_DELAY_WRITES_MS`): pause between the
     /// in-memory decision and the durable write, so a test can depose the leader while
-    /// it holds in-flight work. Never set in production.
+    /// it holds in-flight work. Only in a `test-switches` build (the test suite's).
     fault_delay: Option<Duration>,
     limiter: RateLimiter,
     /// Set when the show was closed in PostgreSQL (its Show was deleted).
@@ -167,6 +167,7 @@ impl Shard {
             stats: Stats::default(),
             fault_delay: std::env::var("BOXOFFICE_FAULT_DELAY_WRITES_MS")
                 .ok()
+                .filter(|_| cfg!(feature = "test-switches"))
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis),
             limiter,

@@ -30,7 +30,9 @@ pub fn init(service: &str, format: &str, otlp_endpoint: Option<&str>) -> anyhow:
     let fmt = if format == "json" {
         tracing_subscriber::fmt::layer().json().boxed()
     } else {
-        tracing_subscriber::fmt::layer().boxed()
+        // Colours only on a terminal: log files and collectors get plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt::layer().with_ansi(ansi).boxed()
     };
     let provider = match otlp_endpoint.filter(|e| !e.is_empty()) {
         Some(endpoint) => {

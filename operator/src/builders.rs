@@ -1,6 +1,6 @@
 //! Pure functions from a Show (and the operator's defaults) to the objects it owns:
-//! a ConfigMap with the normalized show, the shard Deployment, a Service, and a
-//! PodDisruptionBudget. No cluster needed to test them.
+//! a ConfigMap with the normalized show, the shard Deployment, a Service, a
+//! PodDisruptionBudget and a NetworkPolicy. No cluster needed to test them.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,10 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
     SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
     TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -31,8 +35,18 @@ pub const MANAGER: &str = "boxoffice-operator";
 pub const CONFIG_HASH: &str = "boxoffice.dev/config-hash";
 /// Where the ConfigMap is mounted in shard pods.
 pub const CONFIG_DIR: &str = "/etc/boxoffice";
-/// The shard's HTTP port.
+/// Where the JWT Secret's one key is mounted in shard pods (a file, not an env var:
+/// env vars leak into crash dumps, `/proc/<pid>/environ` and child processes).
+pub const SECRETS_DIR: &str = "/var/run/secrets/boxoffice";
+/// The file, under [`SECRETS_DIR`], holding the JWT secret.
+pub const JWT_FILE: &str = "jwt";
+/// The shard's HTTP API port (container port `http`).
 pub const HTTP_PORT: i32 = 8080;
+/// The shard's metrics port (container port `metrics`), apart from the API so a
+/// NetworkPolicy can admit scrapers without admitting API callers.
+pub const METRICS_PORT: i32 = 9090;
+/// The shard pods' user and group; the group reads the mounted Secret.
+const SHARD_UID: i64 = 65532;
 
 /// Names of a Show's objects.
 pub fn shard_name(show: &Show) -> String {
@@ -215,11 +229,18 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
         env("BOXOFFICE_SHOW", format!("{CONFIG_DIR}/show.json")),
         env("BOXOFFICE_ETCD", etcd_endpoints(show, config).join(",")),
         env("BOXOFFICE_LISTEN", format!("0.0.0.0:{HTTP_PORT}")),
+        env(
+            "BOXOFFICE_METRICS_LISTEN",
+            format!("0.0.0.0:{METRICS_PORT}"),
+        ),
         env("BOXOFFICE_LOG_FORMAT", "json"),
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_IP", "status.podIP"),
         secret_env("DATABASE_URL", &database),
-        secret_env("BOXOFFICE_JWT_SECRET", &jwt),
+        env(
+            "BOXOFFICE_JWT_SECRET_FILE",
+            format!("{SECRETS_DIR}/{JWT_FILE}"),
+        ),
     ];
     if let Some(otlp) = &config.otlp_endpoint {
         envs.push(env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()));
@@ -235,12 +256,20 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
         ),
         args: Some(vec![]),
         env: Some(envs),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: HTTP_PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: HTTP_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
         readiness_probe: Some(http_probe("/readyz", 2, 2)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         resources: Some(
@@ -250,12 +279,20 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
                 .clone()
                 .unwrap_or_else(default_resources),
         ),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "show".into(),
-            mount_path: CONFIG_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "show".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "jwt".into(),
+                mount_path: SECRETS_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -298,8 +335,10 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(65532),
-                        run_as_group: Some(65532),
+                        run_as_user: Some(SHARD_UID),
+                        run_as_group: Some(SHARD_UID),
+                        // The Secret volume's files belong to this group (mode 0440).
+                        fs_group: Some(SHARD_UID),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             ..Default::default()
@@ -335,14 +374,31 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
                         }),
                         ..Default::default()
                     }),
-                    volumes: Some(vec![Volume {
-                        name: "show".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: config_name(show),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "show".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: config_name(show),
+                                ..Default::default()
+                            }),
                             ..Default::default()
-                        }),
-                        ..Default::default()
-                    }]),
+                        },
+                        // Only the JWT key of its Secret, whatever else the Secret holds.
+                        Volume {
+                            name: "jwt".into(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(jwt.name.clone()),
+                                items: Some(vec![KeyToPath {
+                                    key: jwt.key.clone(),
+                                    path: JWT_FILE.into(),
+                                    ..Default::default()
+                                }]),
+                                default_mode: Some(0o440),
+                                optional: Some(false),
+                            }),
+                            ..Default::default()
+                        },
+                    ]),
                     ..Default::default()
                 }),
             },
@@ -547,6 +603,71 @@ pub fn pdb(show: &Show) -> PodDisruptionBudget {
     }
 }
 
+fn tcp(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn namespaces_labelled(labels: BTreeMap<String, String>) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(labels),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Ingress to the shard pods: the API port from the show's own pods (standbys forward
+/// to the leader), the operator's namespace (it polls the leader) and the namespaces
+/// labelled for API access (the gateway); the metrics port from the namespaces labelled
+/// for scraping. Nothing else, and nothing at all from an empty label set (an empty
+/// namespace selector would mean every namespace). Egress is not restricted.
+pub fn network_policy(show: &Show, config: &Config) -> NetworkPolicy {
+    let same_show = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(selector(show)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let operator = namespaces_labelled(BTreeMap::from([(
+        "kubernetes.io/metadata.name".to_string(),
+        config.lease_namespace.clone(),
+    )]));
+    let mut api_from = vec![same_show, operator];
+    let gateway = config.api_from_labels();
+    if !gateway.is_empty() {
+        api_from.push(namespaces_labelled(gateway));
+    }
+    let mut ingress = vec![NetworkPolicyIngressRule {
+        from: Some(api_from),
+        ports: Some(vec![tcp(HTTP_PORT)]),
+    }];
+    let monitoring = config.metrics_from_labels();
+    if !monitoring.is_empty() {
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(vec![namespaces_labelled(monitoring)]),
+            ports: Some(vec![tcp(METRICS_PORT)]),
+        });
+    }
+    NetworkPolicy {
+        metadata: meta(show, shard_name(show)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector(show)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(ingress),
+            egress: None,
+        }),
+    }
+}
+
 /// The URL clients use inside the cluster.
 pub fn endpoint(show: &Show) -> String {
     format!(
@@ -640,7 +761,17 @@ mod tests {
             (db.name.as_str(), db.key.as_str()),
             ("boxoffice-database", "url")
         );
-        assert!(env["BOXOFFICE_JWT_SECRET"].value_from.is_some());
+        assert_eq!(
+            env["BOXOFFICE_METRICS_LISTEN"].value.as_deref(),
+            Some("0.0.0.0:9090")
+        );
+        let ports: Vec<(Option<&str>, i32)> = c
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.as_deref(), p.container_port))
+            .collect();
+        assert_eq!(ports, [(Some("http"), 8080), (Some("metrics"), 9090)]);
         assert_eq!(
             env["BOXOFFICE_SHOW"].value.as_deref(),
             Some("/etc/boxoffice/show.json")
@@ -680,6 +811,61 @@ mod tests {
             .expect("annotations")[CONFIG_HASH]
             .clone();
         assert_eq!(hash, config_hash(&show));
+    }
+
+    #[test]
+    fn the_jwt_secret_is_a_read_only_file_with_only_its_key() {
+        let mut show = theatre();
+        show.spec.shard.jwt_secret_ref = Some(SecretKeyRef {
+            name: "arts-keys".into(),
+            key: "hs256".into(),
+        });
+        let d = deployment(&show, &config());
+        let pod = d.spec.expect("spec").template.spec.expect("pod");
+        let c = &pod.containers[0];
+        let env = env_of(c);
+        assert!(
+            !env.contains_key("BOXOFFICE_JWT_SECRET"),
+            "the JWT secret must not be an env var"
+        );
+        assert!(
+            env.values().all(|e| e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .is_none_or(|r| r.name != "arts-keys")),
+            "no env var may come from the JWT Secret"
+        );
+        assert_eq!(
+            env["BOXOFFICE_JWT_SECRET_FILE"].value.as_deref(),
+            Some("/var/run/secrets/boxoffice/jwt")
+        );
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == SECRETS_DIR)
+            .expect("mount");
+        assert_eq!(mount.read_only, Some(true));
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .expect("volume");
+        let secret = volume.secret.as_ref().expect("a Secret volume");
+        assert_eq!(secret.secret_name.as_deref(), Some("arts-keys"));
+        let items: Vec<(&str, &str)> = secret
+            .items
+            .iter()
+            .flatten()
+            .map(|i| (i.key.as_str(), i.path.as_str()))
+            .collect();
+        assert_eq!(items, [("hs256", "jwt")], "only the JWT key is projected");
+        assert_eq!(secret.default_mode, Some(0o440));
+        // The pod's group owns the file, so the non-root shard can read it.
+        let psc = pod.security_context.as_ref().expect("pod security context");
+        assert_eq!(psc.fs_group, psc.run_as_group);
     }
 
     #[test]
@@ -723,6 +909,129 @@ mod tests {
         let mut repriced = show;
         repriced.spec.categories[0].price = "99.00".into();
         assert_ne!(config_hash(&retitled), config_hash(&repriced));
+    }
+
+    /// A peer as (namespace labels, pod labels).
+    type Peer = (
+        Option<BTreeMap<String, String>>,
+        Option<BTreeMap<String, String>>,
+    );
+
+    fn peers_of(rule: &NetworkPolicyIngressRule) -> Vec<Peer> {
+        rule.from
+            .iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p.namespace_selector.clone().map(|s| {
+                        assert!(s.match_expressions.is_none());
+                        s.match_labels.expect("namespace labels")
+                    }),
+                    p.pod_selector
+                        .clone()
+                        .map(|s| s.match_labels.expect("pod labels")),
+                )
+            })
+            .collect()
+    }
+
+    fn ports_of(rule: &NetworkPolicyIngressRule) -> Vec<IntOrString> {
+        rule.ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                assert_eq!(p.protocol.as_deref(), Some("TCP"));
+                p.port.clone().expect("port")
+            })
+            .collect()
+    }
+
+    fn labels_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn network_policy_admits_peers_gateway_operator_and_scrapers_only() {
+        let show = theatre();
+        let c = Config::parse_from([
+            "boxoffice-operator",
+            "--lease-namespace",
+            "boxoffice-system",
+            "--network-policy-api-from",
+            "boxoffice.dev/api-access=true",
+            "--network-policy-metrics-from",
+            "kubernetes.io/metadata.name=monitoring",
+        ]);
+        let np = network_policy(&show, &c);
+        assert_eq!(np.metadata.name.as_deref(), Some("hamlet-opening-shard"));
+        assert_eq!(np.metadata.namespace.as_deref(), Some("arts"));
+        assert_eq!(
+            np.metadata.owner_references.as_ref().expect("owner")[0].kind,
+            "Show"
+        );
+        let spec = np.spec.expect("spec");
+        // It selects exactly the show's shard pods, as the Deployment does.
+        let d = deployment(&show, &c).spec.expect("deployment spec");
+        assert_eq!(spec.pod_selector, Some(d.selector.clone()));
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+        assert!(spec.egress.is_none());
+        let rules = spec.ingress.expect("ingress");
+        assert_eq!(rules.len(), 2);
+
+        assert_eq!(ports_of(&rules[0]), [IntOrString::Int(8080)]);
+        assert_eq!(
+            peers_of(&rules[0]),
+            [
+                (None, Some(selector(&show))),
+                (
+                    Some(labels_of(&[(
+                        "kubernetes.io/metadata.name",
+                        "boxoffice-system"
+                    )])),
+                    None
+                ),
+                (
+                    Some(labels_of(&[("boxoffice.dev/api-access", "true")])),
+                    None
+                ),
+            ]
+        );
+        assert_eq!(ports_of(&rules[1]), [IntOrString::Int(9090)]);
+        assert_eq!(
+            peers_of(&rules[1]),
+            [(
+                Some(labels_of(&[("kubernetes.io/metadata.name", "monitoring")])),
+                None
+            )]
+        );
+        // The ports are the container's.
+        let container_ports: Vec<i32> = d.template.spec.expect("pod").containers[0]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.container_port)
+            .collect();
+        assert_eq!(container_ports, [8080, 9090]);
+    }
+
+    #[test]
+    fn network_policy_without_selectors_never_opens_to_every_namespace() {
+        let show = theatre();
+        let np = network_policy(&show, &config());
+        let rules = np.spec.expect("spec").ingress.expect("ingress");
+        // Only the API rule: no scrapers configured, so no metrics rule at all.
+        assert_eq!(rules.len(), 1);
+        let peers = peers_of(&rules[0]);
+        assert_eq!(peers.len(), 2, "{peers:?}");
+        for (ns, pods) in peers {
+            assert!(
+                ns.is_none_or(|l| !l.is_empty()) && pods.is_none_or(|l| !l.is_empty()),
+                "an empty selector would admit everything"
+            );
+        }
     }
 
     #[test]

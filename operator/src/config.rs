@@ -1,5 +1,6 @@
 //! Operator configuration: defaults for every shard, which Shows may override.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use boxoffice_crds::SecretKeyRef;
@@ -68,6 +69,46 @@ pub struct Config {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
+    /// Images a Show may choose in `spec.shard.image` besides --shard-image
+    /// (comma-separated): exact images, or prefixes ending in `/` or `:`. Empty: none.
+    #[arg(long, env = "BOXOFFICE_ALLOWED_SHARD_IMAGES", value_delimiter = ',')]
+    pub allowed_shard_images: Vec<String>,
+
+    /// etcd endpoints a Show may name in `spec.shard.etcdEndpoints` besides --etcd
+    /// (comma-separated, exact URLs). Empty: only the operator's own.
+    #[arg(long, env = "BOXOFFICE_ALLOWED_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub allowed_etcd_endpoints: Vec<String>,
+
+    /// Give every shard a NetworkPolicy that admits only the traffic it needs.
+    #[arg(
+        long,
+        env = "BOXOFFICE_NETWORK_POLICY",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub network_policy: bool,
+
+    /// Labels (`key=value`, comma-separated) of the namespaces whose pods may call the
+    /// shards' API, e.g. the gateway's or ingress controller's. Empty: none of them
+    /// (only the show's own shard pods and the operator's namespace).
+    #[arg(
+        long,
+        env = "BOXOFFICE_NETWORK_POLICY_API_FROM",
+        value_delimiter = ',',
+        value_parser = parse_label
+    )]
+    pub network_policy_api_from: Vec<(String, String)>,
+
+    /// Labels (`key=value`, comma-separated) of the namespaces whose pods may scrape the
+    /// shards' metrics port (Prometheus). Empty: nobody.
+    #[arg(
+        long,
+        env = "BOXOFFICE_NETWORK_POLICY_METRICS_FROM",
+        value_delimiter = ',',
+        value_parser = parse_label
+    )]
+    pub network_policy_metrics_from: Vec<(String, String)>,
+
     /// Namespaces to watch (comma-separated); all when empty.
     #[arg(long, env = "BOXOFFICE_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
@@ -80,7 +121,8 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
 
-    /// Namespace of the leader-election Lease.
+    /// The operator's own namespace: its leader-election Lease lives there, and shards
+    /// admit API calls from it (the operator polls each leader).
     #[arg(long, env = "POD_NAMESPACE", default_value = "boxoffice-system")]
     pub lease_namespace: String,
 
@@ -97,12 +139,44 @@ pub struct Config {
     pub log_format: String,
 }
 
+/// One `key=value` label (an empty item, as an empty env var gives, is skipped later).
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok((String::new(), String::new()));
+    }
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().into(), v.trim().into())),
+        _ => Err(format!("{s:?} is not a key=value label")),
+    }
+}
+
 impl Config {
     pub fn database_ref(&self) -> SecretKeyRef {
         SecretKeyRef {
             name: self.database_secret.clone(),
             key: self.database_secret_key.clone(),
         }
+    }
+
+    /// The namespace labels that admit API callers (empty items dropped).
+    pub fn api_from_labels(&self) -> BTreeMap<String, String> {
+        labels(&self.network_policy_api_from)
+    }
+
+    /// The namespace labels that admit metrics scrapers (empty items dropped).
+    pub fn metrics_from_labels(&self) -> BTreeMap<String, String> {
+        labels(&self.network_policy_metrics_from)
+    }
+
+    /// The namespaces to watch; empty means all. Empty items (an empty env var) are
+    /// dropped rather than taken for a namespace named "".
+    pub fn namespaces(&self) -> Vec<String> {
+        self.watch_namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
     }
 
     pub fn jwt_ref(&self) -> SecretKeyRef {
@@ -139,4 +213,52 @@ pub struct ShardTransport {
     /// Whether shards present the database TLS Secret's tls.crt/tls.key.
     #[arg(long, env = "BOXOFFICE_SHARD_DATABASE_CLIENT_CERT", default_value_t = true, action = clap::ArgAction::Set)]
     pub shard_database_client_cert: bool,
+}
+
+fn labels(pairs: &[(String, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| !k.is_empty())
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_lists_parse_and_skip_empty_items() {
+        let c = Config::parse_from([
+            "boxoffice-operator",
+            "--network-policy-api-from",
+            "kubernetes.io/metadata.name=gateway, boxoffice.dev/api-access=true,",
+            "--network-policy-metrics-from",
+            "",
+            "--network-policy=false",
+        ]);
+        assert_eq!(
+            c.api_from_labels(),
+            BTreeMap::from([
+                ("boxoffice.dev/api-access".into(), "true".into()),
+                ("kubernetes.io/metadata.name".into(), "gateway".into()),
+            ])
+        );
+        assert!(c.metrics_from_labels().is_empty());
+        assert!(!c.network_policy);
+        assert!(
+            Config::try_parse_from(["boxoffice-operator", "--network-policy-api-from", "gateway"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn defaults_are_the_safe_ones() {
+        let c = Config::parse_from(["boxoffice-operator", "--watch-namespaces", ""]);
+        assert!(c.network_policy);
+        assert!(c.allowed_shard_images.iter().all(|i| i.is_empty()));
+        assert!(c.allowed_etcd_endpoints.iter().all(|i| i.is_empty()));
+        assert!(c.api_from_labels().is_empty());
+        assert!(c.namespaces().is_empty());
+    }
 }

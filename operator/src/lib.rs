@@ -1,10 +1,12 @@
 //! boxoffice-operator: reconciles `Show` resources into booking shards (ConfigMap,
-//! Deployment, Service, PodDisruptionBudget), with status, events and metrics.
+//! Deployment, Service, PodDisruptionBudget, NetworkPolicy), with status, events and
+//! metrics.
 
 pub mod builders;
 pub mod config;
 pub mod election;
 pub mod metrics;
+pub mod policy;
 pub mod reconcile;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
@@ -105,11 +108,14 @@ async fn controllers(
             instance: Some(identity),
         },
     );
-    let namespaces: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
+    // With watched namespaces, one controller per namespace, each listing and watching
+    // only there: the chart then grants rights per namespace (Roles), not cluster-wide.
+    let namespaces: Vec<Option<String>> = if config.namespaces().is_empty() {
         vec![None]
     } else {
-        config.watch_namespaces.iter().cloned().map(Some).collect()
+        config.namespaces().into_iter().map(Some).collect()
     };
+    let network_policies = config.network_policy;
     let ctx = Arc::new(Context::new(client.clone(), config, recorder, metrics));
     let owned =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=boxoffice-operator");
@@ -129,11 +135,15 @@ async fn controllers(
             "watching Shows"
         );
         let stop = stop.clone();
-        Controller::new(api::<Show>(&client, &ns), watcher::Config::default())
+        let mut controller = Controller::new(api::<Show>(&client, &ns), watcher::Config::default())
             .owns(api::<ConfigMap>(&client, &ns), owned.clone())
             .owns(api::<Deployment>(&client, &ns), owned.clone())
             .owns(api::<Service>(&client, &ns), owned.clone())
-            .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
+            .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone());
+        if network_policies {
+            controller = controller.owns(api::<NetworkPolicy>(&client, &ns), owned.clone());
+        }
+        controller
             .graceful_shutdown_on(async move { stop.cancelled().await })
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|_| async {})

@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::builders::{self, MANAGER};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::policy::{self, Refusal, RefusalReason};
 
 /// Finalizer that closes sales before a Show goes.
 pub const FINALIZER: &str = "boxoffice.dev/close-sales";
@@ -128,28 +129,59 @@ where
 async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
     let ns = show.namespace().unwrap_or_else(|| "default".into());
     let client = &ctx.client;
-    let first_time = show.status.is_none();
+    let previous = show.status.clone().unwrap_or_default();
+    let refusal = policy::check(&show, &ctx.config).err();
 
-    apply_object(client, &ns, &builders::config_map(&show)).await?;
-    apply_object(client, &ns, &builders::deployment(&show, &ctx.config)).await?;
-    apply_object(client, &ns, &builders::service(&show)).await?;
-    apply_object(client, &ns, &builders::pdb(&show)).await?;
-    if first_time {
-        publish(
-            &ctx,
-            &show,
-            EventType::Normal,
-            "Provisioned",
-            "created the shard's ConfigMap, Deployment, Service and PodDisruptionBudget",
-        )
-        .await;
+    if let Some(refusal) = &refusal {
+        // Refused whole: no object changes (the shard keeps what it last ran, if
+        // anything), and nothing the Show names is contacted.
+        let reason = refusal.reason.as_str();
+        if !has_condition(&previous, "Degraded", "True", reason) {
+            warn!(show = %show.name_any(), %ns, message = %refusal.message, "Show refused");
+            publish(&ctx, &show, EventType::Warning, reason, &refusal.message).await;
+        }
+    } else {
+        // The first time, or the first time since a refused spec.
+        let provisioning = show.status.is_none()
+            || [
+                RefusalReason::ImageNotAllowed,
+                RefusalReason::EtcdEndpointsNotAllowed,
+            ]
+            .iter()
+            .any(|r| has_condition(&previous, "Degraded", "True", r.as_str()));
+        apply_object(client, &ns, &builders::config_map(&show)).await?;
+        if ctx.config.network_policy {
+            // Before the pods exist, so no shard pod is ever unprotected.
+            apply_object(client, &ns, &builders::network_policy(&show, &ctx.config)).await?;
+        }
+        apply_object(client, &ns, &builders::deployment(&show, &ctx.config)).await?;
+        apply_object(client, &ns, &builders::service(&show)).await?;
+        apply_object(client, &ns, &builders::pdb(&show)).await?;
+        if provisioning {
+            let objects = if ctx.config.network_policy {
+                "ConfigMap, NetworkPolicy, Deployment, Service and PodDisruptionBudget"
+            } else {
+                "ConfigMap, Deployment, Service and PodDisruptionBudget"
+            };
+            publish(
+                &ctx,
+                &show,
+                EventType::Normal,
+                "Provisioned",
+                &format!("applied the shard's {objects}"),
+            )
+            .await;
+        }
     }
 
     let missing = missing_secrets(&ctx, &show, &ns).await?;
     let deployment: Option<Deployment> = Api::namespaced(client.clone(), &ns)
         .get_opt(&builders::shard_name(&show))
         .await?;
-    let leader = leader_of(&ctx, &show, &ns).await;
+    let leader = match refusal {
+        Some(_) => None,
+        None => leader_of(&ctx, &show, &ns).await,
+    };
     let counts = match &leader {
         Some((_, address)) => counts_from(&ctx, address, &show.name_any()).await,
         None => None,
@@ -157,6 +189,7 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
     let status = status_for(
         &show,
         deployment.as_ref(),
+        refusal.as_ref(),
         missing.as_deref(),
         leader.as_ref().map(|l| l.0.clone()),
         counts,
@@ -166,7 +199,6 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
-    let previous = show.status.clone().unwrap_or_default();
     if let Some(message) = &missing
         && !previous
             .conditions
@@ -318,6 +350,14 @@ async fn counts_from(ctx: &Context, address: &str, show: &str) -> Option<Invento
     serde_json::from_value(body["inventory"].clone()).ok()
 }
 
+/// Whether the status has condition `type_` with `status` and `reason`.
+fn has_condition(status: &ShowStatus, type_: &str, value: &str, reason: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == value && c.reason == reason)
+}
+
 fn condition(
     previous: &[Condition],
     type_: &str,
@@ -347,6 +387,7 @@ fn condition(
 pub fn status_for(
     show: &Show,
     deployment: Option<&Deployment>,
+    refusal: Option<&Refusal>,
     missing_secrets: Option<&str>,
     leader: Option<String>,
     counts: Option<InventoryCounts>,
@@ -366,7 +407,7 @@ pub fn status_for(
     // Ready means a leader serves: it is elected in etcd AND answered this poll (a
     // freshly elected leader is still loading its inventory and refuses requests).
     let answered = counts.is_some();
-    let is_ready = leader.is_some() && answered && missing_secrets.is_none();
+    let is_ready = leader.is_some() && answered && missing_secrets.is_none() && refusal.is_none();
     let stuck = d.conditions.iter().flatten().any(|c| {
         c.type_ == "Progressing"
             && c.status == "False"
@@ -374,7 +415,16 @@ pub fn status_for(
     });
 
     let mut conditions = Vec::new();
-    conditions.push(if is_ready {
+    conditions.push(if let Some(r) = refusal {
+        condition(
+            &previous.conditions,
+            "Ready",
+            false,
+            r.reason.as_str(),
+            &r.message,
+            generation,
+        )
+    } else if is_ready {
         condition(
             &previous.conditions,
             "Ready",
@@ -436,8 +486,16 @@ pub fn status_for(
             generation,
         )
     });
-    conditions.push(match missing_secrets {
-        Some(m) => condition(
+    conditions.push(match (refusal, missing_secrets) {
+        (Some(r), _) => condition(
+            &previous.conditions,
+            "Degraded",
+            true,
+            r.reason.as_str(),
+            &r.message,
+            generation,
+        ),
+        (None, Some(m)) => condition(
             &previous.conditions,
             "Degraded",
             true,
@@ -447,7 +505,7 @@ pub fn status_for(
         ),
         // A rollout that stopped making progress (the Deployment's own deadline), not
         // one that is still starting: that is what Progressing says.
-        None if stuck => condition(
+        (None, None) if stuck => condition(
             &previous.conditions,
             "Degraded",
             true,
@@ -455,7 +513,7 @@ pub fn status_for(
             "the shard rollout exceeded its progress deadline",
             generation,
         ),
-        None => condition(
+        (None, None) => condition(
             &previous.conditions,
             "Degraded",
             false,
@@ -467,7 +525,7 @@ pub fn status_for(
 
     let counts = counts.or(previous.inventory);
     // A show that has served keeps its sales phase through a moment without an answer.
-    let phase = if missing_secrets.is_some() {
+    let phase = if refusal.is_some() || missing_secrets.is_some() {
         "Degraded"
     } else if leader.is_none() || counts.is_none() {
         "Provisioning"
@@ -612,7 +670,7 @@ mod tests {
     #[test]
     fn provisioning_then_ready_then_sold_out() {
         let mut show = club();
-        let s = status_for(&show, Some(&deployment(0, 0)), None, None, None);
+        let s = status_for(&show, Some(&deployment(0, 0)), None, None, None, None);
         assert_eq!(s.phase.as_deref(), Some("Provisioning"));
         assert_eq!(cond(&s, "Ready").status, "False");
         assert_eq!(cond(&s, "Progressing").status, "True");
@@ -628,6 +686,7 @@ mod tests {
         let s = status_for(
             &show,
             Some(&deployment(2, 2)),
+            None,
             None,
             Some("shard-a".into()),
             Some(counts),
@@ -648,6 +707,7 @@ mod tests {
             &show,
             Some(&deployment(2, 2)),
             None,
+            None,
             Some("shard-a".into()),
             Some(sold_out),
         );
@@ -663,6 +723,7 @@ mod tests {
         let s3 = status_for(
             &show,
             Some(&deployment(2, 2)),
+            None,
             None,
             Some("shard-a".into()),
             None,
@@ -684,6 +745,7 @@ mod tests {
             &club(),
             Some(&deployment(2, 2)),
             None,
+            None,
             Some("shard-a".into()),
             None,
         );
@@ -699,6 +761,7 @@ mod tests {
         let s = status_for(
             &club(),
             None,
+            None,
             Some("Secret default/x not found"),
             Some("shard-a".into()),
             None,
@@ -710,5 +773,40 @@ mod tests {
             ("True", "SecretMissing")
         );
         assert_eq!(cond(&s, "Ready").status, "False");
+    }
+
+    #[test]
+    fn a_refused_spec_is_degraded_and_not_ready_even_with_a_leader() {
+        let mut show = club();
+        show.spec.shard.image = Some("evil.example/miner:1".into());
+        let config = <Config as clap::Parser>::parse_from(["boxoffice-operator"]);
+        let refusal = policy::check(&show, &config).expect_err("refused");
+        let s = status_for(
+            &show,
+            Some(&deployment(2, 2)),
+            Some(&refusal),
+            Some("Secret default/x not found"),
+            Some("shard-a".into()),
+            Some(InventoryCounts {
+                total: 40,
+                available: 40,
+                held: 0,
+                sold: 0,
+            }),
+        );
+        assert_eq!(s.phase.as_deref(), Some("Degraded"));
+        for type_ in ["Ready", "Degraded"] {
+            let c = cond(&s, type_);
+            assert_eq!(c.reason, "ImageNotAllowed", "{type_}");
+            assert!(
+                c.message.contains("spec.shard.image")
+                    && c.message.contains("evil.example/miner:1"),
+                "{}",
+                c.message
+            );
+        }
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "Degraded").status, "True");
+        assert!(has_condition(&s, "Degraded", "True", "ImageNotAllowed"));
     }
 }

@@ -1302,6 +1302,54 @@ mod tests {
     }
 
     #[test]
+    fn secret_volume_items_become_one_file_whose_mount_path_is_rewritten() {
+        // As the operator mounts the JWT key: only the listed key, under its path.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = BTreeMap::from([
+            ("secret".to_string(), b"jwt-key".to_vec()),
+            ("other".to_string(), b"not for the shard".to_vec()),
+        ]);
+        let items = [k8s_openapi::api::core::v1::KeyToPath {
+            key: "secret".into(),
+            path: "jwt".into(),
+            ..Default::default()
+        }];
+        write_items(dir.path(), &data, Some(&items)).expect("written");
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["jwt"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("jwt")).expect("file"),
+            b"jwt-key"
+        );
+        let mounts = vec![
+            (
+                "/var/run/secrets/boxoffice".to_string(),
+                dir.path().to_path_buf(),
+            ),
+            ("/etc/boxoffice".to_string(), PathBuf::from("/tmp/p/show")),
+        ];
+        assert_eq!(
+            rewrite("/var/run/secrets/boxoffice/jwt", "ip", &mounts),
+            dir.path().join("jwt").display().to_string()
+        );
+        assert!(
+            write_items(
+                dir.path(),
+                &data,
+                Some(&[k8s_openapi::api::core::v1::KeyToPath {
+                    key: "missing".into(),
+                    path: "x".into(),
+                    ..Default::default()
+                }])
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn maps_images() {
         let images = Images {
             binaries: vec![("booking-shard".into(), PathBuf::from("/bin/shard"))],

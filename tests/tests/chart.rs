@@ -1,7 +1,10 @@
 //! The Helm chart: lints, renders into objects the real API server accepts, and its
-//! values schema rejects typos and wrong types.
+//! values schema rejects typos and wrong types. RBAC is per namespace when watching
+//! some; the dev etcd and PostgreSQL get NetworkPolicies.
 
 use std::process::Command;
+
+use serde::Deserialize;
 
 use boxoffice_e2e::ControlPlane;
 use boxoffice_e2e::tools::{repo_root, tool};
@@ -43,6 +46,16 @@ fn values_schema_rejects_typos_and_wrong_types() {
         (
             "operatorTransport.etcdAuth.secretName=a b",
             "/operatorTransport/etcdAuth",
+        ),
+        ("shard.allowedImages={evil image}", "/shard/allowedImages/0"),
+        (
+            "shard.allowedEtcdEndpoints={etcd:2379}",
+            "/shard/allowedEtcdEndpoints/0",
+        ),
+        ("networkPolicy.enable=false", "enable"),
+        (
+            "networkPolicy.apiFromNamespaceLabels.team=a b",
+            "/networkPolicy/apiFromNamespaceLabels",
         ),
     ] {
         let (ok, _, err) = helm(&["template", "bo", "charts/boxoffice", KUBE, "--set", set]);
@@ -165,14 +178,218 @@ fn transport_secrets_reach_the_operator_and_its_own_are_mounted() {
     );
 }
 
+/// The rendered objects, as YAML values.
+fn render(sets: &[&str]) -> Vec<serde_yaml::Value> {
+    let mut args = vec![
+        "template",
+        "bo",
+        "charts/boxoffice",
+        KUBE,
+        "--namespace",
+        "ops",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, out, err) = helm(&args);
+    assert!(ok, "{err}");
+    serde_yaml::Deserializer::from_str(&out)
+        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(objects: &'a [serde_yaml::Value], kind: &str) -> Vec<&'a serde_yaml::Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn operator_env(objects: &[serde_yaml::Value], name: &str) -> String {
+    let d = of_kind(objects, "Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "bo-boxoffice")
+        .expect("operator deployment");
+    let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .expect("env");
+    env.iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("no {name}"))
+        .to_string()
+}
+
+#[test]
+fn watched_namespaces_get_roles_and_no_cluster_role() {
+    // All namespaces: one ClusterRole (and only the leader-election Role).
+    let all = render(&[]);
+    assert_eq!(of_kind(&all, "ClusterRole").len(), 1);
+    assert_eq!(of_kind(&all, "ClusterRoleBinding").len(), 1);
+    let roles = of_kind(&all, "Role");
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["metadata"]["name"], "bo-boxoffice-leader-election");
+
+    let some = render(&["watchNamespaces={arts,sport}"]);
+    assert!(of_kind(&some, "ClusterRole").is_empty());
+    assert!(of_kind(&some, "ClusterRoleBinding").is_empty());
+    let cluster_rules = &of_kind(&all, "ClusterRole")[0]["rules"];
+    for ns in ["arts", "sport"] {
+        let role = of_kind(&some, "Role")
+            .into_iter()
+            .find(|r| r["metadata"]["namespace"] == ns && r["metadata"]["name"] == "bo-boxoffice")
+            .unwrap_or_else(|| panic!("no Role in {ns}"));
+        // The same rights as the ClusterRole would give, in this namespace only.
+        assert_eq!(&role["rules"], cluster_rules);
+        let binding = of_kind(&some, "RoleBinding")
+            .into_iter()
+            .find(|r| r["metadata"]["namespace"] == ns && r["metadata"]["name"] == "bo-boxoffice")
+            .unwrap_or_else(|| panic!("no RoleBinding in {ns}"));
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(binding["subjects"][0]["name"], "bo-boxoffice");
+        assert_eq!(binding["subjects"][0]["namespace"], "ops");
+    }
+    assert_eq!(
+        operator_env(&some, "BOXOFFICE_WATCH_NAMESPACES"),
+        "arts,sport"
+    );
+    // NetworkPolicy rights only when the operator owns NetworkPolicies.
+    let rules = serde_yaml::to_string(cluster_rules).expect("yaml");
+    assert!(rules.contains("networkpolicies"), "{rules}");
+    let off = render(&["networkPolicy.enabled=false"]);
+    let rules = serde_yaml::to_string(&of_kind(&off, "ClusterRole")[0]["rules"]).expect("yaml");
+    assert!(!rules.contains("networkpolicies"), "{rules}");
+    assert_eq!(operator_env(&off, "BOXOFFICE_NETWORK_POLICY"), "false");
+}
+
+#[test]
+fn allowlists_and_network_policy_selectors_reach_the_operator() {
+    let defaults = render(&[]);
+    assert_eq!(
+        operator_env(&defaults, "BOXOFFICE_ALLOWED_SHARD_IMAGES"),
+        ""
+    );
+    assert_eq!(
+        operator_env(&defaults, "BOXOFFICE_ALLOWED_ETCD_ENDPOINTS"),
+        ""
+    );
+    assert_eq!(operator_env(&defaults, "BOXOFFICE_NETWORK_POLICY"), "true");
+    assert_eq!(
+        operator_env(&defaults, "BOXOFFICE_NETWORK_POLICY_API_FROM"),
+        "boxoffice.dev/api-access=true"
+    );
+    assert_eq!(
+        operator_env(&defaults, "BOXOFFICE_NETWORK_POLICY_METRICS_FROM"),
+        "boxoffice.dev/metrics-access=true"
+    );
+    let set = render(&[
+        "shard.allowedImages={registry.example/boxoffice/,ghcr.io/x/shard:}",
+        "shard.allowedEtcdEndpoints={https://etcd-a:2379}",
+        // Null drops a default label; the other is added.
+        r"networkPolicy.apiFromNamespaceLabels.boxoffice\.dev/api-access=null",
+        r"networkPolicy.apiFromNamespaceLabels.kubernetes\.io/metadata\.name=gateway",
+    ]);
+    assert_eq!(
+        operator_env(&set, "BOXOFFICE_ALLOWED_SHARD_IMAGES"),
+        "registry.example/boxoffice/,ghcr.io/x/shard:"
+    );
+    assert_eq!(
+        operator_env(&set, "BOXOFFICE_ALLOWED_ETCD_ENDPOINTS"),
+        "https://etcd-a:2379"
+    );
+    assert_eq!(
+        operator_env(&set, "BOXOFFICE_NETWORK_POLICY_API_FROM"),
+        "kubernetes.io/metadata.name=gateway"
+    );
+}
+
+#[test]
+fn dev_databases_admit_only_shards_and_the_operator() {
+    assert!(
+        of_kind(
+            &render(&["dev.enabled=true", "networkPolicy.enabled=false"]),
+            "NetworkPolicy"
+        )
+        .is_empty()
+    );
+    assert!(of_kind(&render(&[]), "NetworkPolicy").is_empty());
+    for (sets, namespaces) in [
+        (vec!["dev.enabled=true"], None),
+        (
+            vec!["dev.enabled=true", "watchNamespaces={arts,sport}"],
+            Some(vec!["arts", "sport"]),
+        ),
+    ] {
+        let objects = render(&sets);
+        let policies = of_kind(&objects, "NetworkPolicy");
+        assert_eq!(policies.len(), 2);
+        for (name, port) in [("dev-etcd", 2379), ("dev-postgres", 5432)] {
+            let p = policies
+                .iter()
+                .find(|p| p["metadata"]["name"] == format!("bo-boxoffice-{name}").as_str())
+                .unwrap_or_else(|| panic!("no policy for {name}"));
+            let spec = &p["spec"];
+            // It selects the database's pods, as its Deployment labels them.
+            let d = of_kind(&objects, "Deployment")
+                .into_iter()
+                .find(|d| d["metadata"]["name"] == format!("bo-boxoffice-{name}").as_str())
+                .expect("deployment");
+            assert_eq!(
+                spec["podSelector"]["matchLabels"],
+                d["spec"]["selector"]["matchLabels"]
+            );
+            assert_eq!(spec["policyTypes"][0], "Ingress");
+            let rules = spec["ingress"].as_sequence().expect("ingress");
+            assert_eq!(rules.len(), 1);
+            assert_eq!(rules[0]["ports"][0]["port"], port);
+            let from = rules[0]["from"].as_sequence().expect("from");
+            assert_eq!(from.len(), 2);
+            // Shard pods...
+            assert_eq!(
+                from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+                "booking-shard"
+            );
+            match &namespaces {
+                None => assert_eq!(
+                    from[0]["namespaceSelector"],
+                    serde_yaml::Value::Mapping(Default::default())
+                ),
+                Some(ns) => {
+                    let expr = &from[0]["namespaceSelector"]["matchExpressions"][0];
+                    assert_eq!(expr["key"], "kubernetes.io/metadata.name");
+                    assert_eq!(expr["operator"], "In");
+                    let values: Vec<&str> = expr["values"]
+                        .as_sequence()
+                        .expect("values")
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect();
+                    assert_eq!(&values, ns);
+                }
+            }
+            // ...and the operator's pods, in the release namespace.
+            assert_eq!(
+                from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+                "boxoffice-operator"
+            );
+            assert!(from[1]["namespaceSelector"].is_null());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_chart_is_accepted_by_the_api_server() {
     let plane = ControlPlane::start().await.expect("control plane");
-    let (ok, _, err) = plane
-        .kubectl_run(&["create", "namespace", "boxoffice-system"])
-        .expect("kubectl");
-    assert!(ok, "{err}");
-    for extra in ["dev.enabled=false", "dev.enabled=true", TRANSPORT_VALUES] {
+    for ns in ["boxoffice-system", "arts", "sport"] {
+        let (ok, _, err) = plane
+            .kubectl_run(&["create", "namespace", ns])
+            .expect("kubectl");
+        assert!(ok, "{err}");
+    }
+    for extra in [
+        "dev.enabled=false",
+        "dev.enabled=true",
+        "watchNamespaces={arts,sport}",
+        TRANSPORT_VALUES,
+    ] {
         let (ok, rendered, err) = helm(&[
             "template",
             "boxoffice",
@@ -186,23 +403,33 @@ async fn rendered_chart_is_accepted_by_the_api_server() {
         assert!(ok, "{err}");
         let (ok, out, err) = plane
             .kubectl_stdin(
-                &[
-                    "apply",
-                    "--dry-run=server",
-                    "-n",
-                    "boxoffice-system",
-                    "-f",
-                    "-",
-                ],
+                // Every namespaced object names its namespace (the Roles name theirs).
+                &["apply", "--dry-run=server", "-f", "-"],
                 &rendered,
             )
             .expect("kubectl");
         assert!(ok, "server-side dry run with {extra} failed: {err}");
-        assert!(
-            out.contains(
-                "clusterrole.rbac.authorization.k8s.io/boxoffice created (server dry run)"
-            ),
-            "{out}"
-        );
+        if extra.starts_with("watchNamespaces") {
+            assert!(!out.contains("clusterrole"), "{out}");
+            assert!(
+                out.contains("role.rbac.authorization.k8s.io/boxoffice created (server dry run)"),
+                "{out}"
+            );
+        } else {
+            assert!(
+                out.contains(
+                    "clusterrole.rbac.authorization.k8s.io/boxoffice created (server dry run)"
+                ),
+                "{out}"
+            );
+        }
+        if extra == "dev.enabled=true" {
+            assert!(
+                out.contains(
+                    "networkpolicy.networking.k8s.io/boxoffice-dev-postgres created (server dry run)"
+                ),
+                "{out}"
+            );
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The operator against a real control plane: owned objects, status from a real shard
-//! leader, rollouts on seating changes, self-healing, Degraded on a missing Secret, and
-//! the finalizer closing sales while bookings stay.
+//! leader, rollouts on seating changes, self-healing, Degraded on a missing Secret, the
+//! finalizer closing sales while bookings stay, Shows refused for images and etcd
+//! endpoints the operator does not allow, and the chart's RBAC (cluster-wide, and per
+//! namespace with watchNamespaces).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +19,9 @@ use clap::Parser;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -64,6 +68,11 @@ impl Drop for Fixture {
 }
 
 async fn fixture(ns: &str, with_secrets: bool) -> Fixture {
+    fixture_with(ns, with_secrets, &[]).await
+}
+
+/// A fixture whose operator gets `extra` flags.
+async fn fixture_with(ns: &str, with_secrets: bool, extra: &[&str]) -> Fixture {
     let shared = shared().await;
     let client = shared.plane.client().await.expect("client");
     create_namespace(&client, ns).await;
@@ -76,10 +85,11 @@ async fn fixture(ns: &str, with_secrets: bool) -> Fixture {
     if with_secrets {
         create_secrets(&client, ns, &db_url).await;
     }
-    let config = Config::parse_from([
+    let etcd = shared.etcd.endpoint();
+    let mut args = vec![
         "boxoffice-operator",
         "--etcd",
-        &shared.etcd.endpoint(),
+        &etcd,
         "--watch-namespaces",
         ns,
         "--admin-listen",
@@ -88,7 +98,9 @@ async fn fixture(ns: &str, with_secrets: bool) -> Fixture {
         "1",
         "--shard-image",
         "boxoffice/booking-shard:test",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let config = Config::parse_from(args);
     let operator = CancellationToken::new();
     tokio::spawn(boxoffice_operator::run(
         client.clone(),
@@ -273,6 +285,44 @@ async fn theatre_gets_its_objects_and_becomes_ready_with_counts() {
         .await
         .expect("configmap");
     assert!(owned_by_show(cm.owner_references()));
+    // The NetworkPolicy guards exactly the Deployment's pods: the API port from the
+    // show's own pods and the operator's namespace (no gateway labels configured here),
+    // nothing on the metrics port (no scrapers configured).
+    let np: NetworkPolicy = get(&f.client, &f.ns, "hamlet-opening-shard")
+        .await
+        .expect("networkpolicy");
+    assert!(owned_by_show(np.owner_references()));
+    let np_spec = np.spec.expect("spec");
+    let d_selector = d.spec.as_ref().expect("spec").selector.clone();
+    assert_eq!(np_spec.pod_selector.as_ref(), Some(&d_selector));
+    assert_eq!(np_spec.policy_types, Some(vec!["Ingress".to_string()]));
+    let rules = np_spec.ingress.expect("ingress");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let ports: Vec<_> = rules[0]
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.protocol.clone(), p.port.clone()))
+        .collect();
+    assert_eq!(
+        ports,
+        [(Some("TCP".to_string()), Some(IntOrString::Int(8080)))]
+    );
+    let from = rules[0].from.clone().expect("from");
+    assert_eq!(from.len(), 2, "{from:?}");
+    assert_eq!(from[0].pod_selector.as_ref(), Some(&d_selector));
+    assert!(from[0].namespace_selector.is_none());
+    assert_eq!(
+        from[1]
+            .namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
+        Some(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            "boxoffice-system".to_string()
+        )]))
+    );
+    assert!(from[1].pod_selector.is_none());
 
     // Shards (run as processes here) elect a leader; the operator sees it in etcd.
     let shards = start_shards(&f, name, 2).await;
@@ -842,6 +892,7 @@ async fn the_operator_needs_only_the_charts_rbac() {
         ("service", "club-night"),
         ("configmap", "club-night-shard-config"),
         ("pdb", "club-night-shard"),
+        ("networkpolicy", "club-night-shard"),
     ] {
         let (ok, _, err) = plane
             .kubectl_run(&["get", kind, name, "-n", "op-rbac"])
@@ -873,6 +924,445 @@ async fn the_operator_needs_only_the_charts_rbac() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
+    stop.cancel();
+    let _ = operator.await;
+}
+
+/// The club example as a Show object, changed by `edit`.
+fn club_with(edit: impl FnOnce(&mut Show)) -> Show {
+    let club = std::fs::read_to_string(repo_root().join("examples/shows/club.yaml")).expect("club");
+    let mut show: Show = serde_yaml::from_str(&club).expect("show");
+    edit(&mut show);
+    show
+}
+
+/// Waits for a Warning Event with `reason` about Show `name`.
+async fn wait_warning(client: &Client, ns: &str, name: &str, reason: &str) -> String {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("a {reason} Event"),
+        Duration::from_secs(30),
+        || async {
+            let list = events.list(&Default::default()).await?;
+            Ok(list.items.into_iter().find_map(|e| {
+                (e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+                .then(|| e.note.unwrap_or_default())
+            }))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn image_of(d: &Deployment) -> Option<String> {
+    d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+        .image
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_show_may_not_choose_an_image_the_operator_does_not_allow() {
+    let f = fixture_with(
+        "op-image",
+        true,
+        &["--allowed-shard-images", "registry.example/boxoffice/"],
+    )
+    .await;
+    let shows: Api<Show> = Api::namespaced(f.client.clone(), &f.ns);
+    let deployments: Api<Deployment> = Api::namespaced(f.client.clone(), &f.ns);
+    let refused = |image: &'static str| {
+        move |s: &Show| {
+            let (status, reason, message) = condition(s, "Degraded")?;
+            (status == "True" && reason == "ImageNotAllowed" && message.contains(image))
+                .then(|| (s.clone(), message))
+        }
+    };
+
+    // A new Show with an image nobody allowed: refused, and nothing is created.
+    shows
+        .create(
+            &PostParams::default(),
+            &club_with(|s| s.spec.shard.image = Some("evil.example/miner:1".into())),
+        )
+        .await
+        .expect("create");
+    let (show, message) = wait_show(
+        &f,
+        "club-night",
+        "Degraded ImageNotAllowed",
+        refused("evil.example/miner:1"),
+    )
+    .await;
+    assert!(
+        message.contains("spec.shard.image") && message.contains("\"evil.example/miner:1\""),
+        "{message}"
+    );
+    let (ready, reason, _) = condition(&show, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "ImageNotAllowed")
+    );
+    assert_eq!(
+        show.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Degraded")
+    );
+    let note = wait_warning(&f.client, &f.ns, "club-night", "ImageNotAllowed").await;
+    assert!(note.contains("evil.example/miner:1"), "{note}");
+    assert!(
+        deployments
+            .get_opt("club-night-shard")
+            .await
+            .expect("get")
+            .is_none(),
+        "a refused Show must get no Deployment"
+    );
+    assert!(
+        get::<ConfigMap>(&f.client, &f.ns, "club-night-shard-config")
+            .await
+            .is_none()
+    );
+
+    // An allowed image (under the allowed prefix) is applied.
+    let patch_image = |image: &'static str| {
+        let shows = shows.clone();
+        async move {
+            shows
+                .patch(
+                    "club-night",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"shard": {"image": image}}})),
+                )
+                .await
+                .expect("patch")
+        }
+    };
+    patch_image("registry.example/boxoffice/booking-shard:2").await;
+    wait_for("the allowed image", Duration::from_secs(30), || async {
+        Ok(deployments
+            .get_opt("club-night-shard")
+            .await?
+            .and_then(|d| image_of(&d))
+            .filter(|i| i == "registry.example/boxoffice/booking-shard:2"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    wait_show(&f, "club-night", "Degraded cleared", |s| {
+        (condition(s, "Degraded")?.0 == "False").then_some(())
+    })
+    .await;
+
+    // Switching to a disallowed image is refused and rolls nothing: the Deployment
+    // keeps the image it had (the refusal is written by a reconcile that saw the new
+    // spec, and every later one refuses it too).
+    patch_image("evil.example/miner:2").await;
+    wait_show(
+        &f,
+        "club-night",
+        "Degraded ImageNotAllowed again",
+        refused("evil.example/miner:2"),
+    )
+    .await;
+    let d = deployments
+        .get("club-night-shard")
+        .await
+        .expect("deployment");
+    assert_eq!(
+        image_of(&d).as_deref(),
+        Some("registry.example/boxoffice/booking-shard:2")
+    );
+}
+
+/// A TCP listener that counts the connections made to it.
+async fn counting_listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_show_may_not_point_the_operator_at_an_etcd_it_does_not_allow() {
+    use std::sync::atomic::Ordering;
+    let (elsewhere, contacts) = counting_listener().await;
+    let f = fixture("op-etcd", true).await;
+    let shows: Api<Show> = Api::namespaced(f.client.clone(), &f.ns);
+    shows
+        .create(
+            &PostParams::default(),
+            &club_with(|s| s.spec.shard.etcd_endpoints = vec![elsewhere.clone()]),
+        )
+        .await
+        .expect("create");
+    let (_, message) = wait_show(&f, "club-night", "Degraded EtcdEndpointsNotAllowed", |s| {
+        let (status, reason, message) = condition(s, "Degraded")?;
+        (status == "True" && reason == "EtcdEndpointsNotAllowed").then_some(((), message))
+    })
+    .await;
+    assert!(
+        message.contains("spec.shard.etcdEndpoints") && message.contains(&elsewhere),
+        "{message}"
+    );
+    let show = shows.get("club-night").await.expect("show");
+    assert_eq!(
+        condition(&show, "Ready").map(|c| (c.0, c.1)),
+        Some(("False".to_string(), "EtcdEndpointsNotAllowed".to_string()))
+    );
+    wait_warning(&f.client, &f.ns, "club-night", "EtcdEndpointsNotAllowed").await;
+    assert!(
+        get::<Deployment>(&f.client, &f.ns, "club-night-shard")
+            .await
+            .is_none(),
+        "a refused Show must get no Deployment"
+    );
+    // Several status intervals (1 s here) later, still nobody called the address.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        contacts.load(Ordering::SeqCst),
+        0,
+        "the operator contacted an etcd it does not allow"
+    );
+
+    // The control: an operator that allows the address does call it (so the count
+    // above would have seen a call), and the Show is not refused.
+    let g = fixture_with(
+        "op-etcd-allowed",
+        true,
+        &["--allowed-etcd-endpoints", &elsewhere],
+    )
+    .await;
+    let allowed: Api<Show> = Api::namespaced(g.client.clone(), &g.ns);
+    allowed
+        .create(
+            &PostParams::default(),
+            &club_with(|s| s.spec.shard.etcd_endpoints = vec![elsewhere.clone()]),
+        )
+        .await
+        .expect("create");
+    wait_for(
+        "the operator to call the allowed etcd",
+        Duration::from_secs(30),
+        || async { Ok((contacts.load(Ordering::SeqCst) > 0).then_some(())) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let d: Deployment = wait_for("the Deployment", Duration::from_secs(30), || async {
+        Ok(get::<Deployment>(&g.client, &g.ns, "club-night-shard").await)
+    })
+    .await
+    .expect("deployment");
+    let env = d
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod")
+        .containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "BOXOFFICE_ETCD" && e.value.as_deref() == Some(elsewhere.as_str())),
+        "{env:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_namespaces_grants_rights_there_and_nowhere_else() {
+    let shared = shared().await;
+    let plane = &shared.plane;
+    let admin = plane.client().await.expect("client");
+    let (system, a, b, c) = (
+        "op-scoped-system",
+        "op-scoped-a",
+        "op-scoped-b",
+        "op-scoped-c",
+    );
+    for ns in [system, a, b, c] {
+        create_namespace(&admin, ns).await;
+    }
+    let db_url = PostgresServer::shared()
+        .await
+        .expect("pg")
+        .create_database()
+        .await
+        .expect("db");
+    for ns in [a, b, c] {
+        create_secrets(&admin, ns, &db_url).await;
+    }
+
+    // The chart's ServiceAccount and RBAC with watchNamespaces, as `helm install` would
+    // create them (release "scoped": ServiceAccount scoped-boxoffice).
+    let rendered = std::process::Command::new(boxoffice_e2e::tools::tool("helm").expect("helm"))
+        .args(["template", "scoped"])
+        .arg(repo_root().join("charts/boxoffice"))
+        .args(["--namespace", system, "--kube-version", "1.33.13"])
+        .args(["--set", &format!("watchNamespaces={{{a},{b}}}")])
+        .args([
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/rbac.yaml",
+        ])
+        .output()
+        .expect("helm template");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    assert!(!rendered.contains("kind: ClusterRole"), "{rendered}");
+    // Every object names its namespace (the Roles name theirs).
+    let (ok, _, err) = plane
+        .kubectl_stdin(&["apply", "-f", "-"], &rendered)
+        .expect("kubectl");
+    assert!(ok, "{err}");
+
+    // What the API server's authorizer says (SubjectAccessReviews through kubectl).
+    let sa = format!("system:serviceaccount:{system}:scoped-boxoffice");
+    let can = |ns: &str, verb: &str, resource: &str, sub: Option<&str>| -> bool {
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", sa.as_str()];
+        if ns == "*" {
+            args.push("-A");
+        } else {
+            args.extend(["-n", ns]);
+        }
+        if let Some(sub) = sub {
+            args.extend(["--subresource", sub]);
+        }
+        let (_, out, err) = plane.kubectl_run(&args).expect("kubectl");
+        match out.trim() {
+            "yes" => true,
+            "no" => false,
+            other => panic!("kubectl auth can-i {args:?}: {other} {err}"),
+        }
+    };
+    let needed: [(&str, &str, Option<&str>); 13] = [
+        ("watch", "shows.boxoffice.dev", None),
+        ("patch", "shows.boxoffice.dev", None),
+        ("patch", "shows.boxoffice.dev", Some("status")),
+        ("update", "shows.boxoffice.dev", Some("finalizers")),
+        ("create", "configmaps", None),
+        ("patch", "services", None),
+        ("watch", "deployments.apps", None),
+        ("create", "deployments.apps", None),
+        ("create", "poddisruptionbudgets.policy", None),
+        ("create", "networkpolicies.networking.k8s.io", None),
+        ("watch", "networkpolicies.networking.k8s.io", None),
+        ("get", "secrets", None),
+        ("create", "events.events.k8s.io", None),
+    ];
+    for (verb, resource, sub) in needed {
+        for ns in [a, b] {
+            assert!(
+                can(ns, verb, resource, sub),
+                "{sa} may not {verb} {resource} {sub:?} in {ns}"
+            );
+        }
+        assert!(
+            !can(c, verb, resource, sub),
+            "{sa} may {verb} {resource} {sub:?} in {c}, which it does not watch"
+        );
+        assert!(
+            !can("*", verb, resource, sub),
+            "{sa} may {verb} {resource} {sub:?} cluster-wide"
+        );
+    }
+    for (verb, resource) in [
+        ("list", "secrets"),
+        ("delete", "deployments.apps"),
+        ("create", "pods"),
+    ] {
+        assert!(
+            !can(a, verb, resource, None),
+            "{sa} may {verb} {resource} in {a}"
+        );
+    }
+
+    // The operator, with only these rights, reconciles Shows in a and b.
+    let (ok, token, err) = plane
+        .kubectl_run(&[
+            "create",
+            "token",
+            "scoped-boxoffice",
+            "-n",
+            system,
+            "--duration",
+            "1h",
+        ])
+        .expect("kubectl");
+    assert!(ok, "{err}");
+    let client = plane
+        .client_with_token(token.trim())
+        .await
+        .expect("SA client");
+    let config = Config::parse_from([
+        "boxoffice-operator",
+        "--etcd",
+        &shared.etcd.endpoint(),
+        "--watch-namespaces",
+        &format!("{a},{b}"),
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--leader-election",
+        "--lease-namespace",
+        system,
+        "--identity",
+        "scoped-operator",
+        "--status-interval",
+        "1",
+    ]);
+    let stop = CancellationToken::new();
+    let operator = tokio::spawn(boxoffice_operator::run(client, config, stop.clone()));
+    for ns in [a, b, c] {
+        Api::<Show>::namespaced(admin.clone(), ns)
+            .create(&PostParams::default(), &club_with(|_| {}))
+            .await
+            .expect("create");
+    }
+    for ns in [a, b] {
+        let shows: Api<Show> = Api::namespaced(admin.clone(), ns);
+        wait_for(
+            &format!("status in {ns} from the namespace-scoped operator"),
+            Duration::from_secs(60),
+            || async {
+                let show = shows.get("club-night").await?;
+                Ok(show
+                    .status
+                    .and_then(|s| s.phase)
+                    .filter(|p| p == "Provisioning"))
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", plane.logs()));
+        for kind in ["deployment", "networkpolicy", "pdb"] {
+            let (ok, _, err) = plane
+                .kubectl_run(&["get", kind, "club-night-shard", "-n", ns])
+                .expect("kubectl");
+            assert!(ok, "{kind} in {ns}: {err}");
+        }
+    }
+    // The Show in c is nobody's: no status, no objects.
+    let show_c = Api::<Show>::namespaced(admin.clone(), c)
+        .get("club-night")
+        .await
+        .expect("show");
+    assert!(show_c.status.is_none(), "{:?}", show_c.status);
+    assert!(
+        get::<Deployment>(&admin, c, "club-night-shard")
+            .await
+            .is_none()
+    );
     stop.cancel();
     let _ = operator.await;
 }

@@ -26,3 +26,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "boxoffice.leaderElection" -}}
 {{- if or .Values.leaderElection (gt (int .Values.replicas) 1) -}}true{{- else -}}false{{- end -}}
 {{- end -}}
+
+{{- /* A map of labels as the operator's `key=value,...` flags take them. */ -}}
+{{- define "boxoffice.labelList" -}}
+{{- $items := list -}}
+{{- range $k, $v := . -}}
+{{- $items = append $items (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $items -}}
+{{- end -}}

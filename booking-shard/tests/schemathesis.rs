@@ -55,6 +55,8 @@ fn run(cluster: &Cluster, replica: usize, what: &str) {
         .arg("--report-dir")
         .arg(&report)
         .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache lands in the working directory: keep it in the test's temp dir.
+        .current_dir(cluster.dir.path())
         .env("NO_COLOR", "1")
         .output()
         .expect("schemathesis runs");

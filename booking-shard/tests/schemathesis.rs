@@ -46,7 +46,7 @@ fn run(cluster: &Cluster, replica: usize, what: &str) {
         .args(["--seed", "20261123"])
         .args(["--workers", "1"])
         .args(["--request-timeout", "10"])
-        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .arg("--header")
         .arg(format!(
             "Authorization: Bearer {}",
@@ -67,7 +67,8 @@ fn run(cluster: &Cluster, replica: usize, what: &str) {
         String::from_utf8_lossy(&out.stderr),
         cluster.logs()
     );
-    println!("{what}: {}", stdout.lines().last().unwrap_or(""));
+    let summary = stdout.find("SUMMARY").map_or("", |i| &stdout[i..]);
+    println!("through the {what}:\n{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,11 +59,63 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The generic document (show names and seats left open).
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> Value {
     use utoipa::OpenApi;
     let mut doc = ApiDoc::openapi();
     doc.merge(routes::document());
-    doc
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    add_links(&mut value);
+    value
+}
+
+/// OpenAPI links: what a new hold's id and a new booking's reference can be used for
+/// (clients and stateful testers follow them).
+fn add_links(doc: &mut Value) {
+    let hold = |op: &str| {
+        json!({"operationId": op, "parameters": {
+            "show": "$request.path.show", "hold": "$response.body#/id"}})
+    };
+    let booking = |op: &str| {
+        json!({"operationId": op, "parameters": {
+            "show": "$request.path.show", "reference": "$response.body#/reference"}})
+    };
+    let hold_links = json!({
+        "GetHold": hold("getHold"),
+        "ReleaseHold": hold("releaseHold"),
+        "ExtendHold": hold("extendHold"),
+        "ConfirmHold": hold("confirmHold"),
+    });
+    let booking_links = json!({
+        "GetBooking": booking("getBooking"),
+        "CancelBooking": booking("cancelBooking"),
+    });
+    for (path, method, status, links) in [
+        ("/v1/shows/{show}/holds", "post", "201", &hold_links),
+        ("/v1/shows/{show}/holds", "post", "200", &hold_links),
+        (
+            "/v1/shows/{show}/holds/{hold}/confirm",
+            "post",
+            "201",
+            &booking_links,
+        ),
+        (
+            "/v1/shows/{show}/holds/{hold}/confirm",
+            "post",
+            "200",
+            &booking_links,
+        ),
+    ] {
+        if let Some(response) = doc
+            .get_mut("paths")
+            .and_then(|p| p.get_mut(path))
+            .and_then(|p| p.get_mut(method))
+            .and_then(|o| o.get_mut("responses"))
+            .and_then(|r| r.get_mut(status))
+            .and_then(Value::as_object_mut)
+        {
+            response.insert("links".into(), links.clone());
+        }
+    }
 }
 
 /// What a served document is narrowed to.
@@ -80,6 +132,7 @@ pub fn served(routes: utoipa::openapi::OpenApi, show: &ShowFacts<'_>) -> String 
     let mut doc = ApiDoc::openapi();
     doc.merge(routes);
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    add_links(&mut value);
     narrow(&mut value, show);
     serde_json::to_string(&value).unwrap_or_default()
 }

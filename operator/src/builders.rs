@@ -1166,8 +1166,21 @@ mod tests {
         let c = &pod.containers[0];
         assert!(env_of(c).keys().all(|k| !k.starts_with("BOXOFFICE_ETCD_")
             && !k.starts_with("BOXOFFICE_DATABASE_")));
-        assert_eq!(c.volume_mounts.iter().flatten().count(), 1);
-        assert_eq!(pod.volumes.iter().flatten().count(), 1);
+        // Only the show's config and the JWT key are mounted.
+        let mounts: Vec<&str> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(mounts, ["show", "jwt"]);
+        let volumes: Vec<&str> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["show", "jwt"]);
         assert!(transport_secret_refs(&config()).is_empty());
         // An empty name (a chart value left "") counts as unset.
         let blank = Config::parse_from(["boxoffice-operator", "--shard-etcd-tls-secret="]);

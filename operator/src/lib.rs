@@ -10,7 +10,6 @@ pub mod policy;
 pub mod reconcile;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -83,12 +82,14 @@ pub async fn run(
         election::run_elected(
             lock,
             shutdown,
-            move |leading| m.leading.store(u64::from(leading), Ordering::Relaxed),
+            move |leading| {
+                m.leading.set(i64::from(leading));
+            },
             work,
         )
         .await;
     } else {
-        metrics.leading.store(1, Ordering::Relaxed);
+        metrics.leading.set(1);
         work(shutdown).await;
     }
     Ok(())

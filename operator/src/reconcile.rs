@@ -79,9 +79,7 @@ impl Context {
 /// Reconciles one Show.
 pub async fn reconcile(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    ctx.metrics
-        .reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics.reconciles.inc();
     let ns = show.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Show> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, show, |event| async {

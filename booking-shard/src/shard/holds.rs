@@ -106,12 +106,12 @@ impl Shard {
             };
             book.insert(
                 slot,
-                HoldEntry {
-                    record: record.clone(),
-                    holding: holding.clone(),
-                    deadline: Instant::now() + ttl,
-                    state: HoldState::Pending,
-                },
+                HoldEntry::new(
+                    record.clone(),
+                    holding.clone(),
+                    Instant::now() + ttl,
+                    HoldState::Pending,
+                ),
             );
             (record, holding)
         };
@@ -332,10 +332,13 @@ impl Shard {
         match written {
             Ok(()) => {
                 let mut book = self.book(&l);
+                let (_, entry) = book.entry(id).ok_or(ShardError::NotFound)?;
+                let deadline = entry.deadline()
+                    + Duration::from_millis(
+                        (record.expires_at_ms - entry.record.expires_at_ms).max(0) as u64,
+                    );
+                book.set_deadline(id, deadline);
                 let entry = book.entry_mut(id).ok_or(ShardError::NotFound)?;
-                entry.deadline += Duration::from_millis(
-                    (record.expires_at_ms - entry.record.expires_at_ms).max(0) as u64,
-                );
                 entry.record = record;
                 entry.state = HoldState::Live;
                 let book = &*book;
@@ -406,24 +409,7 @@ impl Shard {
                         .store(closed, std::sync::atomic::Ordering::Relaxed);
                 }
             }
-            let due: Vec<HoldRecord> = {
-                let mut book = self.book(&l);
-                let now = Instant::now();
-                let ids: Vec<String> = book
-                    .slots
-                    .iter()
-                    .flatten()
-                    .filter(|e| e.state == HoldState::Live && e.deadline <= now)
-                    .map(|e| e.record.id.clone())
-                    .collect();
-                ids.iter()
-                    .filter_map(|id| {
-                        let e = book.entry_mut(id)?;
-                        e.state = HoldState::Ending;
-                        Some(e.record.clone())
-                    })
-                    .collect()
-            };
+            let due = self.book(&l).take_due(Instant::now());
             if !due.is_empty() {
                 let _ = self.end_holds(&l, due, "expired").await;
             }

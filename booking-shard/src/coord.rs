@@ -35,8 +35,15 @@ pub enum CoordError {
     SeatTaken,
     #[error("hold not found in etcd")]
     HoldGone,
+    /// etcd's database is at its quota (the NOSPACE alarm): it refuses anything that
+    /// would take space — puts, transactions with puts, lease grants — and nothing of
+    /// the refused request was written. Deletes and reads still work. Not a sign of a
+    /// stale or deposed leader: space comes back with compaction, defragmentation and
+    /// disarming the alarm ([`crate::upkeep`]).
+    #[error("etcd is out of space (its database reached the quota)")]
+    NoSpace,
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(etcd_client::Error),
     /// TLS, credentials or permissions were refused at start, or are misconfigured.
     #[error("connecting to etcd: {0}")]
     Connect(String),
@@ -48,6 +55,24 @@ pub enum CoordError {
 }
 
 pub type Result<T, E = CoordError> = std::result::Result<T, E>;
+
+impl From<etcd_client::Error> for CoordError {
+    fn from(e: etcd_client::Error) -> Self {
+        if is_no_space(&e) {
+            CoordError::NoSpace
+        } else {
+            CoordError::Etcd(e)
+        }
+    }
+}
+
+/// Whether etcd refused a request because its database is full
+/// (`etcdserver: mvcc: database space exceeded`, gRPC RESOURCE_EXHAUSTED). etcd checks
+/// the quota before it proposes a request and again when it applies one under the
+/// alarm; either way the request changed nothing.
+pub fn is_no_space(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("database space exceeded"))
+}
 
 /// Who leads, as stored in the election key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +199,9 @@ struct Write {
     epoch: i64,
     compares: Vec<Compare>,
     ops: Vec<TxnOp>,
+    /// Whether `ops` put anything (etcd refuses such writes while it is out of space;
+    /// deletes and checks go through).
+    takes_space: bool,
     refused: Refusal,
     done: oneshot::Sender<Result<()>>,
 }
@@ -241,6 +269,7 @@ impl Coordinator {
         epoch: i64,
         compares: Vec<Compare>,
         ops: Vec<TxnOp>,
+        takes_space: bool,
         refused: Refusal,
     ) -> Result<()> {
         let (done, answer) = oneshot::channel();
@@ -248,6 +277,7 @@ impl Coordinator {
             epoch,
             compares,
             ops,
+            takes_space,
             refused,
             done,
         };
@@ -472,6 +502,7 @@ impl Coordinator {
             epoch,
             compares,
             self.hold_puts(record, lease),
+            true,
             Refusal::SeatTaken,
         )
         .await
@@ -493,7 +524,7 @@ impl Coordinator {
     /// Checks, under the leader guard, that a hold is still in etcd (not expired).
     pub async fn check_hold(&self, epoch: i64, hold_id: &str) -> Result<()> {
         let exists = Compare::create_revision(self.keys.hold(hold_id), CompareOp::Greater, 0);
-        self.grouped(epoch, vec![exists], Vec::new(), Refusal::HoldGone)
+        self.grouped(epoch, vec![exists], Vec::new(), false, Refusal::HoldGone)
             .await
     }
 
@@ -534,7 +565,7 @@ impl Coordinator {
 
     async fn delete_batch(&self, epoch: i64, ops: Vec<TxnOp>) -> Result<()> {
         // No compare besides the leader guard: a refusal can only mean fenced.
-        self.grouped(epoch, Vec::new(), ops, Refusal::HoldGone)
+        self.grouped(epoch, Vec::new(), ops, false, Refusal::HoldGone)
             .await
             .map_err(|e| match e {
                 CoordError::HoldGone => CoordError::Fenced,
@@ -738,11 +769,19 @@ async fn commit_batch(client: &Client, keys: &Keys, epoch: i64, batch: Vec<Write
         Ok(Guarded::Refused) => {
             // Someone in the batch was refused: find out who, one by one.
             for w in batch {
-                let answer = match guarded_txn(client, keys, epoch, w.compares, w.ops).await {
-                    Ok(Guarded::Done) => Ok(()),
-                    Ok(Guarded::Refused) => Err(w.refused.error()),
-                    Ok(Guarded::Fenced) => Err(CoordError::Fenced),
-                    Err(e) => Err(e),
+                let answer = commit_alone(client, keys, epoch, w.compares, w.ops, w.refused).await;
+                let _ = w.done.send(answer);
+            }
+        }
+        Err(CoordError::NoSpace) => {
+            // etcd is out of space and wrote nothing. It refuses every write that puts
+            // (the alarm is raised now); deletes and checks take no space, so expiry,
+            // releases and confirms go on: retry those on their own.
+            for w in batch {
+                let answer = if w.takes_space || single {
+                    Err(CoordError::NoSpace)
+                } else {
+                    commit_alone(client, keys, epoch, w.compares, w.ops, w.refused).await
                 };
                 let _ = w.done.send(answer);
             }
@@ -753,6 +792,23 @@ async fn commit_batch(client: &Client, keys: &Keys, epoch: i64, batch: Vec<Write
                 let _ = w.done.send(Err(CoordError::Unavailable(message.clone())));
             }
         }
+    }
+}
+
+/// One write in a transaction of its own, with its own answer.
+async fn commit_alone(
+    client: &Client,
+    keys: &Keys,
+    epoch: i64,
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+    refused: Refusal,
+) -> Result<()> {
+    match guarded_txn(client, keys, epoch, compares, ops).await {
+        Ok(Guarded::Done) => Ok(()),
+        Ok(Guarded::Refused) => Err(refused.error()),
+        Ok(Guarded::Fenced) => Err(CoordError::Fenced),
+        Err(e) => Err(e),
     }
 }
 

@@ -152,6 +152,9 @@ impl Shard {
                         self.step_down(&l, "fenced by etcd on hold");
                         Err(ShardError::NotLeader(None))
                     }
+                    // etcd wrote nothing and memory is right: the reservation is
+                    // undone above, and this leader goes on serving.
+                    CoordError::NoSpace => Err(ShardError::StorageFull),
                     other => {
                         // Unknown outcome: the locks may exist. Step down so the next
                         // leader loads what etcd really has.
@@ -355,6 +358,13 @@ impl Shard {
             Err(CoordError::Fenced) => {
                 self.step_down(&l, "fenced by etcd on extend");
                 Err(ShardError::NotLeader(None))
+            }
+            Err(CoordError::NoSpace) => {
+                // Nothing was written: the hold keeps its old expiry.
+                if let Some(e) = self.book(&l).entry_mut(id) {
+                    e.state = HoldState::Live;
+                }
+                Err(ShardError::StorageFull)
             }
             Err(e) => {
                 self.step_down(&l, &format!("extending a hold failed: {e}"));

@@ -109,6 +109,8 @@ pub struct Stats {
     pub expired: Counter,
     pub fenced_writes: Counter,
     pub leader_terms: Counter,
+    /// etcd's size, quota and alarm, and what maintenance did about them.
+    pub etcd: crate::maintenance::EtcdStats,
 }
 
 /// One booking shard replica.

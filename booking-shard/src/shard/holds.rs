@@ -142,6 +142,10 @@ impl Shard {
             Err(e) => {
                 book.remove(&record.id, false);
                 drop(book);
+                // No event tells of a reservation undone, but a seat map cached while it
+                // was pending shows its seats held: make the next read rebuild it.
+                self.changes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match e {
                     CoordError::SeatTaken => {
                         // Memory said free but etcd has a lock: memory is stale.

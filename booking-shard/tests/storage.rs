@@ -429,3 +429,80 @@ async fn a_hold_refused_for_space_does_not_stay_in_the_cached_seat_map() {
     assert_eq!(seat(&cluster, 0, 0, 1).await, 'A');
     cluster.check_counts(0).await.expect("counts add up");
 }
+
+/// Under the alarm, the leader's group commit may put a hold (refused: it takes
+/// space) in one transaction with deletes and checks (which take none). Those must not
+/// fail with it: expiry, releases and confirms would stop, and the leader step down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_deletes_and_checks_go_on_while_puts_are_refused() {
+    use booking_shard::coord::{Campaign, CoordError, Coordinator, HoldRecord, Keys, LeaderInfo};
+
+    let server = small_etcd().await;
+    let coord = Coordinator::connect(&[server.endpoint()], Keys::new("tests", "grouped"))
+        .await
+        .expect("coordinator");
+    let me = LeaderInfo {
+        pod: "p".into(),
+        address: "http://127.0.0.1:1".into(),
+        sig: String::new(),
+    };
+    let Campaign::Won { epoch, .. } = coord.campaign(&me, 60).await.expect("campaign") else {
+        panic!("a fresh etcd has no leader");
+    };
+    let expires_at_ms = booking_shard::coord::now_ms() + 600_000;
+    let lease = coord.hold_lease(expires_at_ms).await.expect("lease");
+    let record = |n: usize| HoldRecord {
+        id: format!("h{n:03}"),
+        user: "u".into(),
+        seats: vec![format!("main:A:{n}")],
+        area: None,
+        quantity: 1,
+        expires_at_ms,
+        idempotency_key: None,
+        created_at_ms: 1,
+        request_digest: String::new(),
+    };
+    let old: Vec<HoldRecord> = (0..40).map(record).collect();
+    for r in &old {
+        coord.create_hold(epoch, r, lease).await.expect("hold");
+    }
+    let mut etcd = server.admin_client().await.expect("etcd client");
+    fill(&mut etcd).await;
+
+    // Interleaved: new holds (on a lease granted before), deletes of old holds, checks.
+    let new: Vec<HoldRecord> = (100..140).map(record).collect();
+    let mut writes = Vec::new();
+    for i in 0..40 {
+        let (coord, old, new) = (&coord, &old, &new);
+        writes.push(Box::pin(async move {
+            match i % 3 {
+                0 => ("put", coord.create_hold(epoch, &new[i], lease).await),
+                1 => ("delete", coord.delete_holds(epoch, &[&old[i]]).await),
+                _ => ("check", coord.check_hold(epoch, &old[i].id).await),
+            }
+        })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>);
+    }
+    let answers = futures::future::join_all(writes).await;
+    for (i, (kind, answer)) in answers.into_iter().enumerate() {
+        match kind {
+            "put" => assert!(
+                matches!(answer, Err(CoordError::NoSpace)),
+                "{i}: {answer:?}"
+            ),
+            _ => assert!(
+                answer.is_ok(),
+                "{kind} {i} failed under the alarm: {answer:?}"
+            ),
+        }
+    }
+    let book = coord.load().await.expect("load");
+    let expected: Vec<String> = (0..40)
+        .filter(|i| i % 3 != 1)
+        .map(|i| format!("h{i:03}"))
+        .collect();
+    let mut ids: Vec<String> = book.holds.iter().map(|h| h.id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, expected, "deleted holds are gone, refused ones absent");
+    assert_eq!(book.locks.len(), expected.len());
+}

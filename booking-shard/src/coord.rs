@@ -36,10 +36,12 @@ pub enum CoordError {
     #[error("hold not found in etcd")]
     HoldGone,
     /// etcd's database is at its quota (the NOSPACE alarm): it refuses anything that
-    /// would take space — puts, transactions with puts, lease grants — and nothing of
-    /// the refused request was written. Deletes and reads still work. Not a sign of a
-    /// stale or deposed leader: space comes back with compaction, defragmentation and
-    /// disarming the alarm ([`crate::upkeep`]).
+    /// would take space — puts, transactions with puts, lease grants; deletes and
+    /// reads still work. From [`Coordinator::create_hold`] and
+    /// [`Coordinator::extend_hold`] it means the hold was not written (see
+    /// [`Coordinator::settle_no_space`]). Not a sign of a stale or deposed leader:
+    /// space comes back with compaction, defragmentation and disarming the alarm
+    /// ([`crate::maintenance`]).
     #[error("etcd is out of space (its database reached the quota)")]
     NoSpace,
     #[error("etcd: {0}")]
@@ -66,10 +68,11 @@ impl From<etcd_client::Error> for CoordError {
     }
 }
 
-/// Whether etcd refused a request because its database is full
-/// (`etcdserver: mvcc: database space exceeded`, gRPC RESOURCE_EXHAUSTED). etcd checks
-/// the quota before it proposes a request and again when it applies one under the
-/// alarm; either way the request changed nothing.
+/// Whether etcd answered that its database is full (`etcdserver: mvcc: database space
+/// exceeded`, gRPC RESOURCE_EXHAUSTED). The answer is not always a refusal: etcd checks
+/// the quota before it proposes a request (refused), when it applies one under the
+/// alarm (refused), and when it applies one while the alarm is not raised yet — then
+/// it applies the request, raises the alarm and still answers "space exceeded".
 pub fn is_no_space(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("database space exceeded"))
 }
@@ -498,27 +501,59 @@ impl Coordinator {
             .map(|s| absent(self.keys.seat(s)))
             .collect();
         compares.push(absent(self.keys.hold(&record.id)));
-        self.grouped(
-            epoch,
-            compares,
-            self.hold_puts(record, lease),
-            true,
-            Refusal::SeatTaken,
-        )
-        .await
+        let written = self
+            .grouped(
+                epoch,
+                compares,
+                self.hold_puts(record, lease),
+                true,
+                Refusal::SeatTaken,
+            )
+            .await;
+        match written {
+            Err(CoordError::NoSpace) => self.settle_no_space(record).await,
+            other => other,
+        }
+    }
+
+    /// Settles etcd's "space exceeded" answer to a hold's write: the write that took
+    /// etcd over its quota was applied all the same (see [`is_no_space`]). One
+    /// transaction writes the record and the seat locks together, so a linearizable
+    /// read of the record says which: `Ok` when it holds exactly `record` (written),
+    /// `NoSpace` when not (nothing was written). A read that fails leaves the outcome
+    /// unknown.
+    async fn settle_no_space(&self, record: &HoldRecord) -> Result<()> {
+        let stored = self.client().get(self.keys.hold(&record.id), None).await?;
+        let written = stored.kvs().first().is_some_and(|kv| {
+            serde_json::from_slice::<HoldRecord>(kv.value())
+                .ok()
+                .as_ref()
+                == Some(record)
+        });
+        if written {
+            warn!(hold = %record.id, "etcd said it was out of space but wrote the hold");
+            Ok(())
+        } else {
+            Err(CoordError::NoSpace)
+        }
     }
 
     /// Moves a live hold (its record and seat locks) onto a later lease, guarded by the
     /// leader key and by the hold still existing.
     pub async fn extend_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
         let exists = Compare::create_revision(self.keys.hold(&record.id), CompareOp::Greater, 0);
-        self.guarded(
-            epoch,
-            vec![exists],
-            self.hold_puts(record, lease),
-            CoordError::HoldGone,
-        )
-        .await
+        let written = self
+            .guarded(
+                epoch,
+                vec![exists],
+                self.hold_puts(record, lease),
+                CoordError::HoldGone,
+            )
+            .await;
+        match written {
+            Err(CoordError::NoSpace) => self.settle_no_space(record).await,
+            other => other,
+        }
     }
 
     /// Checks, under the leader guard, that a hold is still in etcd (not expired).
@@ -774,9 +809,11 @@ async fn commit_batch(client: &Client, keys: &Keys, epoch: i64, batch: Vec<Write
             }
         }
         Err(CoordError::NoSpace) => {
-            // etcd is out of space and wrote nothing. It refuses every write that puts
-            // (the alarm is raised now); deletes and checks take no space, so expiry,
-            // releases and confirms go on: retry those on their own.
+            // etcd is out of space (the alarm is raised now) and refuses every write
+            // that puts: each hold settles its own outcome (the transaction may have
+            // been the one etcd applied as it went over). Deletes and checks take no
+            // space, so expiry, releases and confirms go on: retry those on their own
+            // (a delete applied already is a no-op the second time).
             for w in batch {
                 let answer = if w.takes_space || single {
                     Err(CoordError::NoSpace)

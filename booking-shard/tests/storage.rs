@@ -506,3 +506,137 @@ async fn grouped_deletes_and_checks_go_on_while_puts_are_refused() {
     assert_eq!(ids, expected, "deleted holds are gone, refused ones absent");
     assert_eq!(book.locks.len(), expected.len());
 }
+
+/// etcd applies the write that takes it over its quota and still answers "space
+/// exceeded" (its quota applier raises the alarm after applying). A hold answered
+/// `NoSpace` must therefore be checked: one answered `NoSpace` is not in etcd, one
+/// answered `Ok` is. Before the check, the leader undid holds etcd had written: their
+/// seats were sold again in memory while etcd kept the locks, and the next hold on one
+/// of them made the leader step down. Several rounds of filling and reclaiming, with
+/// holds racing the junk each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_answered_out_of_space_was_not_written() {
+    use booking_shard::coord::{Campaign, CoordError, Coordinator, HoldRecord, Keys, LeaderInfo};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = small_etcd().await;
+    let keys = Keys::new("tests", "racing");
+    let coord = Arc::new(
+        Coordinator::connect(&[server.endpoint()], keys.clone())
+            .await
+            .expect("coordinator"),
+    );
+    let me = LeaderInfo {
+        pod: "p".into(),
+        address: "http://127.0.0.1:1".into(),
+        sig: String::new(),
+    };
+    let Campaign::Won { epoch, .. } = coord.campaign(&me, 120).await.expect("campaign") else {
+        panic!("a fresh etcd has no leader");
+    };
+    let expires_at_ms = booking_shard::coord::now_ms() + 600_000;
+    let lease = coord.hold_lease(expires_at_ms).await.expect("lease");
+    let mut etcd = server.admin_client().await.expect("etcd client");
+    let (mut written, mut refused) = (0, 0);
+    for round in 0..5 {
+        let full = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let (coord, full) = (coord.clone(), full.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                let mut after_full = 0;
+                for k in 0.. {
+                    let id = format!("r{round}-t{t}-{k}");
+                    let record = HoldRecord {
+                        seats: vec![format!("{id}:1"), format!("{id}:2")],
+                        id,
+                        user: "u".into(),
+                        area: None,
+                        quantity: 2,
+                        expires_at_ms,
+                        idempotency_key: Some("k".repeat(128)),
+                        created_at_ms: 1,
+                        request_digest: "d".repeat(64),
+                    };
+                    let answer = coord.create_hold(epoch, &record, lease).await;
+                    let refused = matches!(answer, Err(CoordError::NoSpace));
+                    assert!(answer.is_ok() || refused, "{answer:?}");
+                    outcomes.push((record.id, refused));
+                    if full.load(Ordering::Relaxed) || refused {
+                        after_full += 1;
+                        if after_full > 20 {
+                            break;
+                        }
+                    }
+                }
+                outcomes
+            }));
+        }
+        fill(&mut etcd).await;
+        full.store(true, Ordering::Relaxed);
+        for task in tasks {
+            for (id, was_refused) in task.await.expect("hold task") {
+                let stored = etcd.get(keys.hold(&id), None).await.expect("get");
+                assert_eq!(
+                    stored.kvs().is_empty(),
+                    was_refused,
+                    "round {round}: hold {id} answered {} but etcd {} it",
+                    if was_refused { "NoSpace" } else { "Ok" },
+                    if was_refused { "has" } else { "lacks" },
+                );
+                if was_refused {
+                    refused += 1;
+                } else {
+                    written += 1;
+                }
+            }
+        }
+        // Make room for the next round: drop everything, compact, defragment, disarm.
+        etcd.delete(JUNK, Some(DeleteOptions::new().with_prefix()))
+            .await
+            .expect("delete junk");
+        etcd.delete(
+            keys.show_prefix().to_string() + "holds/",
+            Some(DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .expect("delete holds");
+        etcd.delete(
+            keys.seats_prefix(),
+            Some(DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .expect("delete locks");
+        let revision = etcd
+            .get("x", None)
+            .await
+            .expect("get")
+            .header()
+            .map(|h| h.revision())
+            .unwrap_or(0);
+        etcd.compact(
+            revision,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .expect("compact");
+        etcd.defragment().await.expect("defragment");
+        let alarms = etcd
+            .alarm(AlarmAction::Get, AlarmType::None, None)
+            .await
+            .expect("alarms");
+        for a in alarms.alarms() {
+            let mut options = etcd_client::AlarmOptions::new();
+            options.with_member(a.member_id());
+            etcd.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(options))
+                .await
+                .expect("disarm");
+        }
+    }
+    assert!(
+        written > 0 && refused > 0,
+        "{written} written, {refused} refused"
+    );
+}

@@ -75,6 +75,13 @@ pub struct EtcdStats {
     pub alarms_disarmed: Counter,
 }
 
+impl EtcdStats {
+    /// Compactions, defragmentations and disarms so far.
+    fn work(&self) -> u64 {
+        self.compactions.get() + self.defragmentations.get() + self.alarms_disarmed.get()
+    }
+}
+
 /// One member's size, as its status reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberSize {
@@ -187,6 +194,7 @@ pub async fn run(
             export(stats, &reading);
             let acting =
                 settings.mode != Mode::Off && may_act(&shard.role(), !reading.nospace.is_empty());
+            let work = stats.work();
             let done = if acting {
                 act(
                     &mut members,
@@ -214,6 +222,13 @@ pub async fn run(
                 }
             }
             last_revision = reading.revision;
+            // Show what the work left (a disarmed alarm, a smaller file) now, not one
+            // interval later.
+            if stats.work() != work
+                && let Some(after) = read(&mut members, &access, settings.quota_bytes).await
+            {
+                export(stats, &after);
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -123,6 +123,28 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// What this shard does to keep etcd below its space quota: `auto` (compact and
+    /// defragment when a member's file passes half the quota, and recover from the
+    /// NOSPACE alarm), `alarm` (only recover from the alarm), or `off` (only export
+    /// etcd's size as metrics). The show's leader acts; see docs/reliability.md.
+    #[arg(
+        long,
+        env = "BOXOFFICE_ETCD_MAINTENANCE",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub etcd_maintenance: crate::maintenance::Mode,
+
+    /// Seconds between looks at etcd's size and alarms (also how much history a
+    /// compaction by this shard keeps).
+    #[arg(long, env = "BOXOFFICE_ETCD_MAINTENANCE_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub etcd_maintenance_interval: u64,
+
+    /// etcd's --quota-backend-bytes, for etcd before 3.6 (which does not report it;
+    /// etcd's default, 2 GiB, is assumed when unset).
+    #[arg(long, env = "BOXOFFICE_ETCD_QUOTA_BYTES", value_parser = clap::value_parser!(i64).range(1..))]
+    pub etcd_quota_bytes: Option<i64>,
+
     /// Leader lease TTL in seconds: how long a dead leader blocks a takeover.
     #[arg(long, env = "BOXOFFICE_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=60))]
     pub lease_ttl: i64,

@@ -35,8 +35,17 @@ pub enum CoordError {
     SeatTaken,
     #[error("hold not found in etcd")]
     HoldGone,
+    /// etcd's database is at its quota (the NOSPACE alarm): it refuses anything that
+    /// would take space — puts, transactions with puts, lease grants; deletes and
+    /// reads still work. From [`Coordinator::create_hold`] and
+    /// [`Coordinator::extend_hold`] it means the hold was not written (see
+    /// [`Coordinator::settle_no_space`]). Not a sign of a stale or deposed leader:
+    /// space comes back with compaction, defragmentation and disarming the alarm
+    /// ([`crate::maintenance`]).
+    #[error("etcd is out of space (its database reached the quota)")]
+    NoSpace,
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(etcd_client::Error),
     /// TLS, credentials or permissions were refused at start, or are misconfigured.
     #[error("connecting to etcd: {0}")]
     Connect(String),
@@ -48,6 +57,25 @@ pub enum CoordError {
 }
 
 pub type Result<T, E = CoordError> = std::result::Result<T, E>;
+
+impl From<etcd_client::Error> for CoordError {
+    fn from(e: etcd_client::Error) -> Self {
+        if is_no_space(&e) {
+            CoordError::NoSpace
+        } else {
+            CoordError::Etcd(e)
+        }
+    }
+}
+
+/// Whether etcd answered that its database is full (`etcdserver: mvcc: database space
+/// exceeded`, gRPC RESOURCE_EXHAUSTED). The answer is not always a refusal: etcd checks
+/// the quota before it proposes a request (refused), when it applies one under the
+/// alarm (refused), and when it applies one while the alarm is not raised yet — then
+/// it applies the request, raises the alarm and still answers "space exceeded".
+pub fn is_no_space(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("database space exceeded"))
+}
 
 /// Who leads, as stored in the election key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +202,9 @@ struct Write {
     epoch: i64,
     compares: Vec<Compare>,
     ops: Vec<TxnOp>,
+    /// Whether `ops` put anything (etcd refuses such writes while it is out of space;
+    /// deletes and checks go through).
+    takes_space: bool,
     refused: Refusal,
     done: oneshot::Sender<Result<()>>,
 }
@@ -241,6 +272,7 @@ impl Coordinator {
         epoch: i64,
         compares: Vec<Compare>,
         ops: Vec<TxnOp>,
+        takes_space: bool,
         refused: Refusal,
     ) -> Result<()> {
         let (done, answer) = oneshot::channel();
@@ -248,6 +280,7 @@ impl Coordinator {
             epoch,
             compares,
             ops,
+            takes_space,
             refused,
             done,
         };
@@ -468,32 +501,65 @@ impl Coordinator {
             .map(|s| absent(self.keys.seat(s)))
             .collect();
         compares.push(absent(self.keys.hold(&record.id)));
-        self.grouped(
-            epoch,
-            compares,
-            self.hold_puts(record, lease),
-            Refusal::SeatTaken,
-        )
-        .await
+        let written = self
+            .grouped(
+                epoch,
+                compares,
+                self.hold_puts(record, lease),
+                true,
+                Refusal::SeatTaken,
+            )
+            .await;
+        match written {
+            Err(CoordError::NoSpace) => self.settle_no_space(record).await,
+            other => other,
+        }
+    }
+
+    /// Settles etcd's "space exceeded" answer to a hold's write: the write that took
+    /// etcd over its quota was applied all the same (see [`is_no_space`]). One
+    /// transaction writes the record and the seat locks together, so a linearizable
+    /// read of the record says which: `Ok` when it holds exactly `record` (written),
+    /// `NoSpace` when not (nothing was written). A read that fails leaves the outcome
+    /// unknown.
+    async fn settle_no_space(&self, record: &HoldRecord) -> Result<()> {
+        let stored = self.client().get(self.keys.hold(&record.id), None).await?;
+        let written = stored.kvs().first().is_some_and(|kv| {
+            serde_json::from_slice::<HoldRecord>(kv.value())
+                .ok()
+                .as_ref()
+                == Some(record)
+        });
+        if written {
+            warn!(hold = %record.id, "etcd said it was out of space but wrote the hold");
+            Ok(())
+        } else {
+            Err(CoordError::NoSpace)
+        }
     }
 
     /// Moves a live hold (its record and seat locks) onto a later lease, guarded by the
     /// leader key and by the hold still existing.
     pub async fn extend_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
         let exists = Compare::create_revision(self.keys.hold(&record.id), CompareOp::Greater, 0);
-        self.guarded(
-            epoch,
-            vec![exists],
-            self.hold_puts(record, lease),
-            CoordError::HoldGone,
-        )
-        .await
+        let written = self
+            .guarded(
+                epoch,
+                vec![exists],
+                self.hold_puts(record, lease),
+                CoordError::HoldGone,
+            )
+            .await;
+        match written {
+            Err(CoordError::NoSpace) => self.settle_no_space(record).await,
+            other => other,
+        }
     }
 
     /// Checks, under the leader guard, that a hold is still in etcd (not expired).
     pub async fn check_hold(&self, epoch: i64, hold_id: &str) -> Result<()> {
         let exists = Compare::create_revision(self.keys.hold(hold_id), CompareOp::Greater, 0);
-        self.grouped(epoch, vec![exists], Vec::new(), Refusal::HoldGone)
+        self.grouped(epoch, vec![exists], Vec::new(), false, Refusal::HoldGone)
             .await
     }
 
@@ -534,7 +600,7 @@ impl Coordinator {
 
     async fn delete_batch(&self, epoch: i64, ops: Vec<TxnOp>) -> Result<()> {
         // No compare besides the leader guard: a refusal can only mean fenced.
-        self.grouped(epoch, Vec::new(), ops, Refusal::HoldGone)
+        self.grouped(epoch, Vec::new(), ops, false, Refusal::HoldGone)
             .await
             .map_err(|e| match e {
                 CoordError::HoldGone => CoordError::Fenced,
@@ -738,11 +804,21 @@ async fn commit_batch(client: &Client, keys: &Keys, epoch: i64, batch: Vec<Write
         Ok(Guarded::Refused) => {
             // Someone in the batch was refused: find out who, one by one.
             for w in batch {
-                let answer = match guarded_txn(client, keys, epoch, w.compares, w.ops).await {
-                    Ok(Guarded::Done) => Ok(()),
-                    Ok(Guarded::Refused) => Err(w.refused.error()),
-                    Ok(Guarded::Fenced) => Err(CoordError::Fenced),
-                    Err(e) => Err(e),
+                let answer = commit_alone(client, keys, epoch, w.compares, w.ops, w.refused).await;
+                let _ = w.done.send(answer);
+            }
+        }
+        Err(CoordError::NoSpace) => {
+            // etcd is out of space (the alarm is raised now) and refuses every write
+            // that puts: each hold settles its own outcome (the transaction may have
+            // been the one etcd applied as it went over). Deletes and checks take no
+            // space, so expiry, releases and confirms go on: retry those on their own
+            // (a delete applied already is a no-op the second time).
+            for w in batch {
+                let answer = if w.takes_space || single {
+                    Err(CoordError::NoSpace)
+                } else {
+                    commit_alone(client, keys, epoch, w.compares, w.ops, w.refused).await
                 };
                 let _ = w.done.send(answer);
             }
@@ -753,6 +829,23 @@ async fn commit_batch(client: &Client, keys: &Keys, epoch: i64, batch: Vec<Write
                 let _ = w.done.send(Err(CoordError::Unavailable(message.clone())));
             }
         }
+    }
+}
+
+/// One write in a transaction of its own, with its own answer.
+async fn commit_alone(
+    client: &Client,
+    keys: &Keys,
+    epoch: i64,
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+    refused: Refusal,
+) -> Result<()> {
+    match guarded_txn(client, keys, epoch, compares, ops).await {
+        Ok(Guarded::Done) => Ok(()),
+        Ok(Guarded::Refused) => Err(refused.error()),
+        Ok(Guarded::Fenced) => Err(CoordError::Fenced),
+        Err(e) => Err(e),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod coord;
 pub mod fencing;
 pub mod inventory;
 pub mod keys;
+pub mod maintenance;
 pub mod mirror;
 pub mod shard;
 pub mod store;
@@ -123,6 +124,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let election = tokio::spawn(shard.clone().run(shutdown.clone()));
+    tokio::spawn(maintenance::run(
+        shard.clone(),
+        config.etcd.clone(),
+        config.etcd_access.clone(),
+        maintenance::Settings {
+            mode: config.etcd_maintenance,
+            interval: Duration::from_secs(config.etcd_maintenance_interval),
+            quota_bytes: config.etcd_quota_bytes,
+        },
+        shutdown.clone(),
+    ));
     let metrics = Metrics::new(&shard);
     let state = AppState {
         shard: shard.clone(),

@@ -53,6 +53,7 @@ async fn the_mirror_equals_a_fresh_read_and_proves_its_revision() {
     let etcd_server = EtcdServer::start(EtcdOptions {
         name: "mirror-etcd".into(),
         unsafe_no_fsync: true,
+        ..Default::default()
     })
     .await
     .expect("etcd");

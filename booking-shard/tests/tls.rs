@@ -51,6 +51,7 @@ impl SecureEtcd {
             EtcdOptions {
                 name: "secure-etcd".into(),
                 unsafe_no_fsync: true,
+                ..Default::default()
             },
             EtcdSecurity {
                 tls,

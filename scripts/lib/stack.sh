@@ -17,12 +17,19 @@ stack_stop() {
   wait 2>/dev/null || true
 }
 
+# etcd keeps every revision until compacted: periodic auto-compaction keeps 5 minutes
+# of history, and the quota is explicit (STACK_ETCD_QUOTA_BYTES, default 2 GiB, to try
+# a full etcd). The shards' leader defragments and disarms the NOSPACE alarm
+# (docs/reliability.md, "etcd space").
 stack_etcd() {  # PORT
   local port=$1 peer=$(($1 + 1))
   "$bin/etcd" --name stack --data-dir "$work/etcd" \
     --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "stack=http://127.0.0.1:$peer" --log-level warn >"$work/etcd.log" 2>&1 &
+    --initial-cluster "stack=http://127.0.0.1:$peer" \
+    --auto-compaction-mode periodic --auto-compaction-retention 5m \
+    --quota-backend-bytes "${STACK_ETCD_QUOTA_BYTES:-2147483648}" \
+    --log-level warn >"$work/etcd.log" 2>&1 &
   stack_pids+=($!)
 }
 

@@ -66,6 +66,7 @@ impl ControlPlane {
             EtcdOptions {
                 name: "k8s-etcd".into(),
                 unsafe_no_fsync: true,
+                ..Default::default()
             },
         )
         .await?;

@@ -48,13 +48,25 @@ pub struct EtcdOptions {
     pub name: String,
     /// Skip fsync (fast, for tests that never lose the machine).
     pub unsafe_no_fsync: bool,
+    /// `--quota-backend-bytes`: past it etcd raises its NOSPACE alarm and refuses
+    /// writes that take space.
+    pub quota_backend_bytes: u64,
+    /// Periodic auto-compaction keeping this much history (`None`: never compact, for
+    /// tests that fill etcd on purpose).
+    pub auto_compaction_retention: Option<Duration>,
 }
+
+/// The harness's quota: far above what a test writes, far below a disk.
+pub const TEST_ETCD_QUOTA_BYTES: u64 = 1024 * 1024 * 1024;
 
 impl Default for EtcdOptions {
     fn default() -> Self {
         Self {
             name: "etcd".into(),
             unsafe_no_fsync: true,
+            quota_backend_bytes: TEST_ETCD_QUOTA_BYTES,
+            // As recommended for every etcd that runs boxoffice (docs/reliability.md).
+            auto_compaction_retention: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -131,7 +143,17 @@ impl EtcdServer {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster={}={peer}", self.options.name))
-            .arg("--log-level=warn");
+            .arg("--log-level=warn")
+            .arg(format!(
+                "--quota-backend-bytes={}",
+                self.options.quota_backend_bytes
+            ));
+        if let Some(retention) = self.options.auto_compaction_retention {
+            cmd.arg("--auto-compaction-mode=periodic").arg(format!(
+                "--auto-compaction-retention={}s",
+                retention.as_secs().max(1)
+            ));
+        }
         if self.options.unsafe_no_fsync {
             cmd.arg("--unsafe-no-fsync");
         }

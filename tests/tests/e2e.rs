@@ -190,6 +190,7 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
     let etcd = EtcdServer::start(EtcdOptions {
         name: "e2e-shard-etcd".into(),
         unsafe_no_fsync: true,
+        ..Default::default()
     })
     .await
     .expect("etcd");

@@ -43,6 +43,7 @@ async fn shared() -> &'static Shared {
             let etcd = EtcdServer::start(EtcdOptions {
                 name: "shard-etcd".into(),
                 unsafe_no_fsync: true,
+                ..Default::default()
             })
             .await
             .expect("etcd");

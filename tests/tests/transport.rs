@@ -19,6 +19,7 @@ async fn the_operator_reads_leaders_over_mutual_tls_as_an_etcd_user() {
         EtcdOptions {
             name: "operator-etcd".into(),
             unsafe_no_fsync: true,
+            ..Default::default()
         },
         EtcdSecurity {
             tls: EtcdTls {

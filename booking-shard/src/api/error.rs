@@ -47,6 +47,7 @@ pub enum ErrorCode {
     LeaderUnreachable,
     UnknownOutcome,
     DatabaseUnavailable,
+    StorageFull,
     Overloaded,
     Internal,
 }
@@ -193,6 +194,12 @@ impl From<ShardError> for ApiError {
                 message,
             )
             .retry_after(1),
+            ShardError::StorageFull => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::StorageFull,
+                message,
+            )
+            .retry_after(5),
             ShardError::Closed(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::SalesClosed, m),
             ShardError::IdempotencyMismatch => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -104,6 +104,42 @@ impl Metrics {
             "Times this replica became leader",
             s.leader_terms.clone(),
         );
+        let e = &s.etcd;
+        registry.register(
+            "etcd_db_size_bytes",
+            "Size of etcd's database file (largest member), compared with its quota",
+            e.db_size.clone(),
+        );
+        registry.register(
+            "etcd_db_size_in_use_bytes",
+            "Bytes of etcd's database in use (largest member); the rest is given back by defragmenting",
+            e.db_size_in_use.clone(),
+        );
+        registry.register(
+            "etcd_quota_bytes",
+            "etcd's space quota (--quota-backend-bytes)",
+            e.quota.clone(),
+        );
+        registry.register(
+            "etcd_nospace_alarm",
+            "1 while etcd's NOSPACE alarm is raised (holds are refused with storage_full)",
+            e.nospace.clone(),
+        );
+        registry.register(
+            "etcd_compactions",
+            "etcd compactions run by this replica",
+            e.compactions.clone(),
+        );
+        registry.register(
+            "etcd_defragmentations",
+            "etcd member defragmentations run by this replica",
+            e.defragmentations.clone(),
+        );
+        registry.register(
+            "etcd_alarms_disarmed",
+            "NOSPACE alarms disarmed by this replica",
+            e.alarms_disarmed.clone(),
+        );
         let leader = Gauge::default();
         let epoch = Gauge::default();
         let seats = Family::<SeatLabels, Gauge>::default();

@@ -1,5 +1,7 @@
 //! The leader's in-memory book: the inventory plus the holds on it.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,8 +19,30 @@ pub(super) enum HoldState {
 pub(super) struct HoldEntry {
     pub(super) record: HoldRecord,
     pub(super) holding: Holding,
-    pub(super) deadline: Instant,
+    /// When the leader expires the hold (monotonic). Private: the book keeps an index
+    /// of deadlines, so it changes only through [`Book::set_deadline`].
+    deadline: Instant,
     pub(super) state: HoldState,
+}
+
+impl HoldEntry {
+    pub(super) fn new(
+        record: HoldRecord,
+        holding: Holding,
+        deadline: Instant,
+        state: HoldState,
+    ) -> Self {
+        Self {
+            record,
+            holding,
+            deadline,
+            state,
+        }
+    }
+
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
 }
 
 /// The leader's in-memory book: inventory plus holds.
@@ -27,6 +51,9 @@ pub(super) struct Book {
     pub(super) slots: Vec<Option<HoldEntry>>,
     pub(super) free: Vec<u32>,
     pub(super) by_id: HashMap<String, u32>,
+    /// Every hold's (deadline, slot), in deadline order: expiry visits only what is due
+    /// instead of scanning every live hold.
+    deadlines: BTreeSet<(Instant, u32)>,
     /// Seats and tickets each user holds or owns.
     pub(super) per_user: HashMap<String, u64>,
     /// (user, Idempotency-Key) → hold id.
@@ -47,6 +74,7 @@ impl Book {
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
+            deadlines: BTreeSet::new(),
             per_user: HashMap::new(),
             idempotent: HashMap::new(),
             expired: HashMap::new(),
@@ -86,7 +114,36 @@ impl Book {
             );
         }
         *self.per_user.entry(entry.record.user.clone()).or_default() += entry.holding.quantity();
+        self.deadlines.insert((entry.deadline, slot));
         self.slots[slot as usize] = Some(entry);
+    }
+
+    /// Moves a hold's deadline (an extension).
+    pub(super) fn set_deadline(&mut self, id: &str, deadline: Instant) {
+        let Some(&slot) = self.by_id.get(id) else {
+            return;
+        };
+        if let Some(entry) = self.slots[slot as usize].as_mut() {
+            self.deadlines.remove(&(entry.deadline, slot));
+            entry.deadline = deadline;
+            self.deadlines.insert((deadline, slot));
+        }
+    }
+
+    /// Marks the live holds whose deadline has passed as ending and returns their
+    /// records. Visits only holds that are due (a busy one — pending, confirming,
+    /// ending — stays due and is looked at again next time), never the whole book.
+    pub(super) fn take_due(&mut self, now: Instant) -> Vec<HoldRecord> {
+        let mut due = Vec::new();
+        for &(_, slot) in self.deadlines.range(..=(now, u32::MAX)) {
+            if let Some(entry) = self.slots[slot as usize].as_mut()
+                && entry.state == HoldState::Live
+            {
+                entry.state = HoldState::Ending;
+                due.push(entry.record.clone());
+            }
+        }
+        due
     }
 
     pub(super) fn entry(&self, id: &str) -> Option<(u32, &HoldEntry)> {
@@ -104,6 +161,7 @@ impl Book {
         let slot = self.by_id.remove(id)?;
         let entry = self.slots[slot as usize].take()?;
         self.free.push(slot);
+        self.deadlines.remove(&(entry.deadline, slot));
         if let Some(key) = &entry.record.idempotency_key {
             self.idempotent
                 .remove(&(entry.record.user.clone(), key.clone()));
@@ -117,5 +175,103 @@ impl Book {
             }
         }
         Some(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxoffice_crds::seating::AreaLayout;
+
+    fn book() -> Book {
+        Book::new(&VenueLayout {
+            sections: Vec::new(),
+            areas: vec![AreaLayout {
+                name: "pit".into(),
+                category: "std".into(),
+                capacity: 1_000,
+            }],
+        })
+    }
+
+    /// Adds a one-ticket hold `id` due at `deadline`, in `state`.
+    fn add(book: &mut Book, id: &str, deadline: Instant, state: HoldState) {
+        let holding = Holding::General {
+            area: 0,
+            quantity: 1,
+        };
+        let slot = book.next_slot();
+        book.inventory.hold_general(0, 1).expect("capacity");
+        let record = HoldRecord {
+            id: id.into(),
+            user: "u".into(),
+            seats: Vec::new(),
+            area: Some("pit".into()),
+            quantity: 1,
+            expires_at_ms: 0,
+            idempotency_key: None,
+            created_at_ms: 0,
+            request_digest: String::new(),
+        };
+        book.insert(slot, HoldEntry::new(record, holding, deadline, state));
+    }
+
+    fn ids(records: Vec<HoldRecord>) -> Vec<String> {
+        let mut ids: Vec<String> = records.into_iter().map(|r| r.id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn only_live_holds_past_their_deadline_are_due() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut book = book();
+        add(&mut book, "late", now - s, HoldState::Live);
+        add(&mut book, "on-time", now, HoldState::Live);
+        add(&mut book, "future", now + s, HoldState::Live);
+        add(&mut book, "pending", now - s, HoldState::Pending);
+        add(&mut book, "confirming", now - s, HoldState::Confirming);
+        add(&mut book, "ending", now - s, HoldState::Ending);
+
+        assert_eq!(ids(book.take_due(now)), ["late", "on-time"]);
+        for id in ["late", "on-time"] {
+            assert_eq!(
+                book.entry(id).map(|(_, e)| e.state),
+                Some(HoldState::Ending)
+            );
+        }
+        // Taken once: ending holds are not handed out again.
+        assert!(book.take_due(now).is_empty());
+        // A confirm that failed puts its hold back: it is due at the next look.
+        if let Some(e) = book.entry_mut("confirming") {
+            e.state = HoldState::Live;
+        }
+        assert_eq!(ids(book.take_due(now)), ["confirming"]);
+        assert_eq!(ids(book.take_due(now + 2 * s)), ["future"]);
+    }
+
+    #[test]
+    fn an_extension_moves_the_deadline_and_removal_forgets_it() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut book = book();
+        add(&mut book, "a", now, HoldState::Live);
+        add(&mut book, "b", now, HoldState::Live);
+        book.set_deadline("a", now + 10 * s);
+        assert_eq!(
+            book.entry("a").map(|(_, e)| e.deadline()),
+            Some(now + 10 * s)
+        );
+        book.remove("b", false);
+        assert!(book.take_due(now + 5 * s).is_empty(), "a moved, b is gone");
+        assert_eq!(ids(book.take_due(now + 10 * s)), ["a"]);
+        // A slot reused by a new hold carries only the new hold's deadline.
+        add(&mut book, "c", now + 20 * s, HoldState::Live);
+        assert!(book.take_due(now + 15 * s).is_empty());
+        assert_eq!(book.deadlines.len(), 2);
+        book.remove("a", false);
+        book.remove("c", false);
+        assert!(book.deadlines.is_empty());
     }
 }

@@ -26,7 +26,7 @@ impl Shard {
                         HoldState::Ending => return Err(ShardError::Expired),
                         _ => return Err(ShardError::Conflict("the hold is busy; retry".into())),
                     }
-                    if entry.deadline <= Instant::now() {
+                    if entry.deadline() <= Instant::now() {
                         return Err(ShardError::Expired);
                     }
                     let (amount, currency) = self.price_of(&book, &entry.holding);

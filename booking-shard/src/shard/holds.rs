@@ -106,12 +106,12 @@ impl Shard {
             };
             book.insert(
                 slot,
-                HoldEntry {
-                    record: record.clone(),
-                    holding: holding.clone(),
-                    deadline: Instant::now() + ttl,
-                    state: HoldState::Pending,
-                },
+                HoldEntry::new(
+                    record.clone(),
+                    holding.clone(),
+                    Instant::now() + ttl,
+                    HoldState::Pending,
+                ),
             );
             (record, holding)
         };
@@ -142,6 +142,10 @@ impl Shard {
             Err(e) => {
                 book.remove(&record.id, false);
                 drop(book);
+                // No event tells of a reservation undone, but a seat map cached while it
+                // was pending shows its seats held: make the next read rebuild it.
+                self.changes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match e {
                     CoordError::SeatTaken => {
                         // Memory said free but etcd has a lock: memory is stale.
@@ -152,6 +156,9 @@ impl Shard {
                         self.step_down(&l, "fenced by etcd on hold");
                         Err(ShardError::NotLeader(None))
                     }
+                    // etcd wrote nothing and memory is right: the reservation is
+                    // undone above, and this leader goes on serving.
+                    CoordError::NoSpace => Err(ShardError::StorageFull),
                     other => {
                         // Unknown outcome: the locks may exist. Step down so the next
                         // leader loads what etcd really has.
@@ -332,10 +339,13 @@ impl Shard {
         match written {
             Ok(()) => {
                 let mut book = self.book(&l);
+                let (_, entry) = book.entry(id).ok_or(ShardError::NotFound)?;
+                let deadline = entry.deadline()
+                    + Duration::from_millis(
+                        (record.expires_at_ms - entry.record.expires_at_ms).max(0) as u64,
+                    );
+                book.set_deadline(id, deadline);
                 let entry = book.entry_mut(id).ok_or(ShardError::NotFound)?;
-                entry.deadline += Duration::from_millis(
-                    (record.expires_at_ms - entry.record.expires_at_ms).max(0) as u64,
-                );
                 entry.record = record;
                 entry.state = HoldState::Live;
                 let book = &*book;
@@ -352,6 +362,13 @@ impl Shard {
             Err(CoordError::Fenced) => {
                 self.step_down(&l, "fenced by etcd on extend");
                 Err(ShardError::NotLeader(None))
+            }
+            Err(CoordError::NoSpace) => {
+                // Nothing was written: the hold keeps its old expiry.
+                if let Some(e) = self.book(&l).entry_mut(id) {
+                    e.state = HoldState::Live;
+                }
+                Err(ShardError::StorageFull)
             }
             Err(e) => {
                 self.step_down(&l, &format!("extending a hold failed: {e}"));
@@ -406,24 +423,7 @@ impl Shard {
                         .store(closed, std::sync::atomic::Ordering::Relaxed);
                 }
             }
-            let due: Vec<HoldRecord> = {
-                let mut book = self.book(&l);
-                let now = Instant::now();
-                let ids: Vec<String> = book
-                    .slots
-                    .iter()
-                    .flatten()
-                    .filter(|e| e.state == HoldState::Live && e.deadline <= now)
-                    .map(|e| e.record.id.clone())
-                    .collect();
-                ids.iter()
-                    .filter_map(|id| {
-                        let e = book.entry_mut(id)?;
-                        e.state = HoldState::Ending;
-                        Some(e.record.clone())
-                    })
-                    .collect()
-            };
+            let due = self.book(&l).take_due(Instant::now());
             if !due.is_empty() {
                 let _ = self.end_holds(&l, due, "expired").await;
             }

@@ -177,12 +177,7 @@ impl Shard {
             let remaining = Duration::from_millis((record.expires_at_ms - now_wall) as u64);
             book.insert(
                 slot,
-                HoldEntry {
-                    record,
-                    holding,
-                    deadline: now + remaining,
-                    state: HoldState::Live,
-                },
+                HoldEntry::new(record, holding, now + remaining, HoldState::Live),
             );
         }
         if !stale.is_empty() {

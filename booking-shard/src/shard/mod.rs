@@ -71,6 +71,10 @@ pub enum ShardError {
     Conflict(String),
     #[error("the outcome is unknown; retry with the same Idempotency-Key")]
     Unknown,
+    /// etcd refused the write for lack of space (its NOSPACE alarm): nothing was
+    /// written, the leader keeps leading, and writes resume once space is reclaimed.
+    #[error("seat storage is full; holds are paused until space is reclaimed, retry later")]
+    StorageFull,
     #[error("{0}")]
     Closed(String),
     #[error("too many hold attempts; slow down")]
@@ -105,6 +109,8 @@ pub struct Stats {
     pub expired: Counter,
     pub fenced_writes: Counter,
     pub leader_terms: Counter,
+    /// etcd's size, quota and alarm, and what maintenance did about them.
+    pub etcd: crate::maintenance::EtcdStats,
 }
 
 /// One booking shard replica.

@@ -87,6 +87,7 @@ impl Cluster {
         let etcd = EtcdServer::start(EtcdOptions {
             name: "shard-etcd".into(),
             unsafe_no_fsync: true,
+            ..Default::default()
         })
         .await
         .expect("etcd");

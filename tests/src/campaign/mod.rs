@@ -240,6 +240,7 @@ impl Rig {
         let etcd = EtcdServer::start(EtcdOptions {
             name: "campaign-etcd".into(),
             unsafe_no_fsync: true,
+            ..Default::default()
         })
         .await?;
         let pg = PostgresServer::start().await?;

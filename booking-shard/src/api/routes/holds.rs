@@ -45,7 +45,7 @@ use crate::shard::{HoldRequest, HoldView, SeatEvent};
         (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 503, description = "`no_leader`, `leader_unreachable`, `unknown_outcome` (retry with the same Idempotency-Key)", body = ErrorBody,
+        (status = 503, description = "`no_leader`, `leader_unreachable`, `unknown_outcome` (retry with the same Idempotency-Key), `storage_full` (etcd is out of space; nothing was held)", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]
@@ -153,7 +153,7 @@ pub(super) async fn release_hold(
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`, `limit_exceeded`: it lives three TTLs at most", body = ErrorBody),
         (status = 410, description = "`hold_expired`", body = ErrorBody),
-        (status = 503, description = "`no_leader`, `leader_unreachable`, `unknown_outcome`", body = ErrorBody,
+        (status = 503, description = "`no_leader`, `leader_unreachable`, `unknown_outcome`, `storage_full` (the hold keeps its expiry)", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]

@@ -52,16 +52,6 @@ pub enum ErrorCode {
     Internal,
 }
 
-impl ErrorCode {
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    }
-}
-
 /// The error body: `{"error": {...}}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -268,38 +258,40 @@ where
     }
 }
 
-/// `Path<T>` whose rejections use the API's error shape.
-pub struct ApiPath<T>(pub T);
+/// An extractor wrapping axum's `$inner<T>` whose rejections use the API's error shape
+/// (`400 invalid_request`).
+macro_rules! invalid_request_on_rejection {
+    ($(#[$doc:meta])* $name:ident, $inner:ident) => {
+        $(#[$doc])*
+        pub struct $name<T>(pub T);
 
-impl<S, T> FromRequestParts<S> for ApiPath<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<S, T> FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(v)| ApiPath(v))
-            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.body_text()))
-    }
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                $inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|$inner(v)| $name(v))
+                    .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.body_text()))
+            }
+        }
+    };
 }
 
-/// `Query<T>` whose rejections use the API's error shape.
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for ApiQuery<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.body_text()))
-    }
-}
+invalid_request_on_rejection!(
+    /// `Path<T>` whose rejections use the API's error shape.
+    ApiPath,
+    Path
+);
+invalid_request_on_rejection!(
+    /// `Query<T>` whose rejections use the API's error shape.
+    ApiQuery,
+    Query
+);

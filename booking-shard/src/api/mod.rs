@@ -18,8 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -190,9 +191,29 @@ const HOP_BY_HOP: [&str; 7] = [
     "trailer",
 ];
 
-/// Who sent a request: the address event-stream caps count against.
+/// Who sent a request: the address event-stream caps count against. Worked out only
+/// where it is needed (stream handlers, forwarding), not on every request.
 #[derive(Debug, Clone)]
 pub struct Client(pub String);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // A request a peer forwarded carries the address that peer saw (verified).
+        if let Some(f) = parts.extensions.get::<crate::keys::Forwarded>() {
+            return Ok(Client(f.client.clone()));
+        }
+        Ok(Client(client_address(
+            state,
+            &parts.headers,
+            &parts.extensions,
+        )))
+    }
+}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -203,17 +224,15 @@ fn unix_now() -> u64 {
 
 /// The client's address: the TCP peer, or for a trusted proxy the last address of its
 /// `X-Forwarded-For`.
-fn client_address(state: &AppState, req: &Request) -> String {
-    let peer = req
-        .extensions()
+fn client_address(state: &AppState, headers: &HeaderMap, extensions: &Extensions) -> String {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let Some(peer) = peer else {
         return "unknown".into();
     };
     if state.trusted_proxies.iter().any(|net| net.contains(&peer))
-        && let Some(last) = req
-            .headers()
+        && let Some(last) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
@@ -222,6 +241,14 @@ fn client_address(state: &AppState, req: &Request) -> String {
         return last.to_string();
     }
     peer.to_string()
+}
+
+/// The request's path and query, as signed in a forwarded request.
+fn path_of(req: &Request) -> String {
+    req.uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default()
 }
 
 fn with_leader_header(mut response: Response, pod: &str) -> Response {
@@ -245,22 +272,21 @@ async fn forward_to_leader(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let method = req.method().as_str().to_string();
+    // Only a peer's signed copy of the forwarding header counts; a client's is dropped.
     let forwarded = req
         .headers_mut()
         .remove(FORWARDED_HEADER)
         .and_then(|h| h.to_str().ok().map(str::to_string))
-        .and_then(|h| state.keys.verify_forward(&h, &method, &path, unix_now()));
-    let client = match &forwarded {
-        Some(f) => f.client.clone(),
-        None => client_address(&state, &req),
-    };
-    req.extensions_mut().insert(Client(client.clone()));
+        .and_then(|h| {
+            let path = path_of(&req);
+            state
+                .keys
+                .verify_forward(&h, req.method().as_str(), &path, unix_now())
+        });
+    let was_forwarded = forwarded.is_some();
+    if let Some(f) = forwarded {
+        req.extensions_mut().insert(f);
+    }
     let leader = match state.shard.role() {
         Role::Leader(_) => {
             let response = next.run(req).await;
@@ -269,7 +295,7 @@ async fn forward_to_leader(
         // A request forwarded once is never forwarded again (no ping-pong while the
         // replicas' views of who leads catch up).
         Role::Follower(Some(leader))
-            if forwarded.is_none() && leader.address != state.shard.me.address =>
+            if !was_forwarded && leader.address != state.shard.me.address =>
         {
             leader
         }
@@ -299,6 +325,9 @@ async fn forward_to_leader(
         .retry_after(1)
         .into_response();
     }
+    let path = path_of(&req);
+    let method = req.method().as_str().to_string();
+    let client = client_address(&state, req.headers(), req.extensions());
     let url = format!("{}{}", leader.address.trim_end_matches('/'), path);
     let (parts, body) = req.into_parts();
     let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -192,7 +191,7 @@ pub(super) async fn availability(State(state): State<AppState>) -> Result<Respon
 )]
 pub(super) async fn events(
     State(state): State<AppState>,
-    Extension(client): Extension<Client>,
+    client: Client,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let counts = state.shard.counts()?;
     let permit = state.streams.admit(format!("addr:{}", client.0))?;

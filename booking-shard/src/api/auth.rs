@@ -51,11 +51,41 @@ impl Default for TokenRules {
     }
 }
 
-/// A verification key and the one algorithm it verifies.
+/// A verification key, the one algorithm it verifies, and the claim rules for it
+/// (built once, not per request).
 struct Key {
     kid: Option<String>,
     alg: Algorithm,
     key: DecodingKey,
+    validation: Validation,
+}
+
+impl Key {
+    fn new(kid: Option<String>, alg: Algorithm, key: DecodingKey, rules: &TokenRules) -> Self {
+        let mut validation = Validation::new(alg);
+        validation.leeway = rules.leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if rules.issuers.is_empty() {
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&rules.issuers);
+            required.push("iss");
+        }
+        if rules.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&rules.audiences);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        Self {
+            kid,
+            alg,
+            key,
+            validation,
+        }
+    }
 }
 
 /// How tokens are verified.
@@ -109,11 +139,12 @@ impl Auth {
                 }
                 _ => continue,
             };
-            keys.push(Key {
-                kid: jwk.common.key_id.clone(),
+            keys.push(Key::new(
+                jwk.common.key_id.clone(),
                 alg,
-                key: DecodingKey::from_jwk(jwk)?,
-            });
+                DecodingKey::from_jwk(jwk)?,
+                &rules,
+            ));
         }
         if keys.is_empty() {
             return Err(KeyError::EmptyJwks);
@@ -123,11 +154,7 @@ impl Auth {
 
     fn single(key: DecodingKey, alg: Algorithm, rules: TokenRules) -> Self {
         Self {
-            keys: vec![Key {
-                kid: None,
-                alg,
-                key,
-            }],
+            keys: vec![Key::new(None, alg, key, &rules)],
             rules,
         }
     }
@@ -143,25 +170,8 @@ impl Auth {
                     && (k.kid.is_none() || header.kid.is_none() || k.kid == header.kid)
             })
             .ok_or_else(|| format!("no key for alg {:?} kid {:?}", header.alg, header.kid))?;
-        let mut validation = Validation::new(key.alg);
-        validation.leeway = self.rules.leeway.as_secs();
-        validation.validate_nbf = true;
-        let mut required = vec!["exp", "sub"];
-        if self.rules.issuers.is_empty() {
-            validation.iss = None;
-        } else {
-            validation.set_issuer(&self.rules.issuers);
-            required.push("iss");
-        }
-        if self.rules.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.rules.audiences);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        let data =
-            decode::<Claims>(token, &key.key, &validation).map_err(|e| format!("invalid: {e}"))?;
+        let data = decode::<Claims>(token, &key.key, &key.validation)
+            .map_err(|e| format!("invalid: {e}"))?;
         let claims = data.claims;
         self.check_lifetime(&claims)?;
         if claims.sub.is_empty() || claims.sub.len() > 256 {

@@ -71,7 +71,7 @@ pub fn peer_client() -> reqwest::Client {
 /// The public API (probes and `/v1`); `/metrics` is served by [`metrics_app`] on its
 /// own port.
 pub fn app(state: AppState) -> Router {
-    let (v1, doc) = routes::router(state.clone()).split_for_parts();
+    let (v1, doc) = routes::router().split_for_parts();
     let show = &state.shard.show;
     let document = openapi::served(
         doc,
@@ -272,6 +272,9 @@ async fn forward_to_leader(
     mut req: Request,
     next: Next,
 ) -> Response {
+    if let Some(not_found) = routes::other_show(&state, req.uri().path()) {
+        return not_found;
+    }
     // Only a peer's signed copy of the forwarding header counts; a client's is dropped.
     let forwarded = req
         .headers_mut()

@@ -6,9 +6,7 @@ mod bookings;
 mod holds;
 mod show;
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,8 +15,8 @@ use super::AppState;
 use super::error::{ApiError, ErrorCode};
 
 /// The routes of one show, with their OpenAPI description.
-pub fn router(state: AppState) -> OpenApiRouter<AppState> {
-    routes().route_layer(middleware::from_fn_with_state(state, this_show))
+pub fn router() -> OpenApiRouter<AppState> {
+    routes()
 }
 
 fn routes() -> OpenApiRouter<AppState> {
@@ -40,18 +38,14 @@ fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Every route is under `/v1/shows/{show}`; a shard serves one show, so any other name
-/// is 404 before a handler runs.
-async fn this_show(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let name = req
-        .uri()
-        .path()
+/// is 404 before a handler runs (checked in the forwarding layer, which sees every
+/// `/v1` request first).
+pub fn other_show(state: &AppState, path: &str) -> Option<Response> {
+    let name = path
         .strip_prefix("/v1/shows/")
         .and_then(|rest| rest.split('/').next())
         .unwrap_or("");
-    if name != state.shard.show.config.name {
-        return ApiError::not_found("show").into_response();
-    }
-    next.run(req).await
+    (name != state.shard.show.config.name).then(|| ApiError::not_found("show").into_response())
 }
 
 /// Runs a write to completion even if the client hangs up. Were it run in the

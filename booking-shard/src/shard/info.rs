@@ -1,6 +1,12 @@
 //! The show as the shard serves it, and the shapes of requests, holds and events.
 
-use super::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use boxoffice_crds::{InventoryCounts, ShowConfig, VenueLayout};
+use serde::Serialize;
+
+use crate::engine::{Event, HoldFacts, HoldPhase, Rules};
 
 /// The show as the shard serves it.
 pub struct ShowInfo {
@@ -56,6 +62,18 @@ impl ShowInfo {
         })
     }
 
+    /// The rules the engine applies.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            prices: self.prices.clone(),
+            hold_ttl: self.hold_ttl,
+            max_per_hold: self.max_per_hold,
+            max_per_user: self.max_per_user,
+            opens_at_ms: self.opens_at_ms,
+            closes_at_ms: self.closes_at_ms,
+        }
+    }
+
     /// `namespace/name`, the show's key in PostgreSQL.
     pub fn key(&self) -> String {
         format!("{}/{}", self.config.namespace, self.config.name)
@@ -68,43 +86,6 @@ fn price_minor(price: &str) -> i64 {
     let whole: i64 = whole.parse().unwrap_or(0);
     let frac: i64 = format!("{frac:0<2}").parse().unwrap_or(0);
     whole * 100 + frac
-}
-
-/// A hold request.
-#[derive(Debug, Clone)]
-pub enum HoldRequest {
-    Seats(Vec<String>),
-    Best {
-        quantity: u32,
-        section: Option<String>,
-        category: Option<String>,
-    },
-    General {
-        area: String,
-        quantity: u64,
-    },
-}
-
-impl HoldRequest {
-    /// A short digest of what is asked for, stored with an idempotent hold.
-    pub fn digest(&self) -> String {
-        use sha2::Digest;
-        let text = match self {
-            HoldRequest::Seats(seats) => format!("seats\n{}", seats.join("\n")),
-            HoldRequest::Best {
-                quantity,
-                section,
-                category,
-            } => format!(
-                "best\n{quantity}\n{}\n{}",
-                section.as_deref().unwrap_or(""),
-                category.as_deref().unwrap_or("")
-            ),
-            HoldRequest::General { area, quantity } => format!("general\n{area}\n{quantity}"),
-        };
-        let hash = sha2::Sha256::digest(text.as_bytes());
-        hash[..12].iter().map(|b| format!("{b:02x}")).collect()
-    }
 }
 
 /// Where a hold is.
@@ -168,6 +149,39 @@ pub struct PublicSeatEvent<'a> {
     pub quantity: u64,
     #[schema(value_type = crate::api::schema::Counts)]
     pub counts: InventoryCounts,
+}
+
+impl From<HoldFacts> for HoldView {
+    fn from(f: HoldFacts) -> Self {
+        HoldView {
+            id: f.record.id,
+            user: f.record.user,
+            seats: f.record.seats,
+            area: f.record.area,
+            quantity: f.record.quantity,
+            expires_at_ms: f.record.expires_at_ms,
+            amount_minor: f.amount_minor,
+            currency: f.currency,
+            status: match f.phase {
+                HoldPhase::Confirming => HoldStatus::Confirming,
+                _ => HoldStatus::Held,
+            },
+        }
+    }
+}
+
+impl From<Event> for SeatEvent {
+    fn from(e: Event) -> Self {
+        SeatEvent {
+            kind: e.kind.as_str(),
+            seats: e.seats,
+            area: e.area,
+            quantity: e.quantity,
+            hold: e.hold,
+            booking: e.booking,
+            counts: e.counts,
+        }
+    }
 }
 
 impl SeatEvent {

@@ -3,6 +3,12 @@
 use sqlx::{Postgres, Row, Transaction};
 
 use super::{Booking, GeneralTickets, Result, Store, StoreError};
+use crate::engine::{BookingAction, BookingState, BookingStatus, IllegalTransition, Transition};
+
+/// A transition the booking's state refuses, as the store reports it.
+fn illegal(e: IllegalTransition) -> StoreError {
+    StoreError::Conflict(e.to_string())
+}
 
 const BOOKING_COLUMNS: &str = "id, reference, show, user_id, status, hold_id, payment_reference, \
      amount_minor, currency, refund_status, \
@@ -29,7 +35,7 @@ impl Store {
             reference: row.get("reference"),
             show: row.get("show"),
             user: row.get("user_id"),
-            status: row.get("status"),
+            status: BookingStatus::parse(row.get("status")),
             hold_id: row.get("hold_id"),
             payment_reference: row.get("payment_reference"),
             amount_minor: row.get("amount_minor"),
@@ -136,14 +142,16 @@ impl Store {
             .booking_in(&mut tx, "reference", reference)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if booking.status == "cancelled" {
-            tx.commit().await?;
-            return Ok((booking, false));
-        }
-        if booking.checked_in_at.is_some() {
-            return Err(StoreError::Conflict(
-                "a checked-in booking cannot be cancelled".into(),
-            ));
+        match booking
+            .state()
+            .apply(BookingAction::Cancel)
+            .map_err(illegal)?
+        {
+            Transition::Unchanged => {
+                tx.commit().await?;
+                return Ok((booking, false));
+            }
+            Transition::To(_) => {}
         }
         sqlx::query(
             "UPDATE bookings SET status = 'cancelled', refund_status = 'pending', updated_at = now() \
@@ -186,20 +194,23 @@ impl Store {
             .booking_in(&mut tx, "reference", reference)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if booking.status != "confirmed" {
-            return Err(StoreError::Conflict("booking is cancelled".into()));
-        }
-        if booking.checked_in_at.is_some() {
-            let first_key: Option<String> =
-                sqlx::query_scalar("SELECT check_in_key FROM bookings WHERE id = $1")
-                    .bind(&booking.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if key.is_some() && first_key.as_deref() == key {
-                tx.commit().await?;
-                return Ok(booking);
-            }
-            return Err(StoreError::Conflict("booking is already checked in".into()));
+        let state = booking.state();
+        // The first check-in's key matters only for a booking checked in already.
+        let first_key: Option<String> = if state == BookingState::CheckedIn {
+            sqlx::query_scalar("SELECT check_in_key FROM bookings WHERE id = $1")
+                .bind(&booking.id)
+                .fetch_one(&mut *tx)
+                .await?
+        } else {
+            None
+        };
+        let action = BookingAction::CheckIn {
+            key,
+            first_key: first_key.as_deref(),
+        };
+        if state.apply(action).map_err(illegal)? == Transition::Unchanged {
+            tx.commit().await?;
+            return Ok(booking);
         }
         sqlx::query(
             "UPDATE bookings SET checked_in_at = now(), check_in_key = $2, updated_at = now() \

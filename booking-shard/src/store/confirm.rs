@@ -230,7 +230,7 @@ impl Store {
             reference,
             show: self.show.clone(),
             user: new.user.clone(),
-            status: "confirmed".into(),
+            status: crate::engine::BookingStatus::Confirmed,
             hold_id: new.hold_id.clone(),
             payment_reference: new.payment_reference.clone(),
             amount_minor: new.amount_minor,

@@ -17,15 +17,15 @@ mod fencing;
 mod outbox;
 mod show;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::Rng;
-use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
 use confirm::{ConfirmJob, confirm_group_commit};
+
+pub use crate::engine::{Booking, GeneralTickets, NewBooking, Sold};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,59 +60,6 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// General-admission tickets in a booking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GeneralTickets {
-    pub area: String,
-    pub quantity: i64,
-}
-
-/// A booking as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Booking {
-    pub id: String,
-    pub reference: String,
-    pub show: String,
-    pub user: String,
-    pub status: String,
-    pub hold_id: String,
-    pub payment_reference: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub seats: Vec<String>,
-    pub general: Vec<GeneralTickets>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refund_status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checked_in_at: Option<String>,
-    pub created_at: String,
-}
-
-/// What a confirm writes.
-#[derive(Debug, Clone)]
-pub struct NewBooking {
-    pub user: String,
-    pub hold_id: String,
-    pub payment_reference: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub seats: Vec<String>,
-    pub general: Vec<GeneralTickets>,
-}
-
-/// What PostgreSQL says is sold, loaded by a new leader.
-#[derive(Debug, Default)]
-pub struct Sold {
-    pub seats: Vec<String>,
-    pub general: HashMap<String, i64>,
-    /// Seats and tickets each user owns (for `maxSeatsPerUser`).
-    pub per_user: HashMap<String, i64>,
-    /// Hold ids already confirmed (their etcd keys may still be there).
-    pub confirmed_holds: Vec<String>,
-}
 
 /// Unambiguous characters for booking references: no 0/O, 1/I/L.
 const REFERENCE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";

@@ -92,7 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let show_config = ShowConfig::parse(&text)?;
     let mut show = ShowInfo::new(show_config)?;
     if let Some(secs) = config.hold_ttl_seconds {
-        show.hold_ttl = std::time::Duration::from_secs(secs);
+        show.rules.hold_ttl = std::time::Duration::from_secs(secs);
     }
     let (auth, keys) = auth(&config, &show.key())?;
     let (pod, address) = (config.pod(), config.advertise());

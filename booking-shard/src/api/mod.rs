@@ -85,7 +85,7 @@ pub fn app(state: AppState) -> Router {
                 .iter()
                 .map(|c| c.name.clone())
                 .collect(),
-            max_per_hold: show.max_per_hold,
+            max_per_hold: show.rules.max_per_hold,
         },
     );
     let v1 = v1

@@ -22,7 +22,7 @@ impl Shard {
     ) -> Result<(HoldView, bool)> {
         let l = self.leadership()?;
         let now = Now::read();
-        self.rules.sales_open(now.wall_ms, self.closed())?;
+        self.show.rules.sales_open(now.wall_ms, self.closed())?;
         if !self.limiter.allow(user) {
             return Err(ShardError::RateLimited);
         }

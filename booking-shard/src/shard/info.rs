@@ -1,8 +1,5 @@
 //! The show as the shard serves it, and the shapes of requests, holds and events.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use boxoffice_crds::{InventoryCounts, ShowConfig, VenueLayout};
 use serde::Serialize;
 
@@ -12,16 +9,10 @@ use crate::engine::{Event, HoldFacts, HoldPhase, Rules};
 pub struct ShowInfo {
     pub config: ShowConfig,
     pub layout: VenueLayout,
-    /// Category → (price in minor units, currency).
-    pub prices: HashMap<String, (i64, String)>,
-    pub hold_ttl: Duration,
-    pub max_per_hold: u32,
-    /// Seats one user may hold and own at once (`holds.maxSeatsPerUser`; unset: twice
-    /// the per-hold limit, so one user cannot sweep a show).
-    pub max_per_user: u32,
-    /// Sales window in Unix ms (from `spec.sales`).
-    pub opens_at_ms: Option<i64>,
-    pub closes_at_ms: Option<i64>,
+    /// Prices, hold TTL, limits and the sales window, as the engine applies them.
+    /// `maxSeatsPerUser` unset is twice the per-hold limit, so one user cannot sweep
+    /// a show.
+    pub rules: Rules,
 }
 
 fn rfc3339_ms(s: &Option<String>) -> anyhow::Result<Option<i64>> {
@@ -46,7 +37,7 @@ impl ShowInfo {
         let hold_ttl = boxoffice_crds::validate::parse_duration(&config.spec.holds.ttl)
             .ok_or_else(|| anyhow::anyhow!("bad holds.ttl"))?;
         let sales = config.spec.sales.clone().unwrap_or_default();
-        Ok(Self {
+        let rules = Rules {
             opens_at_ms: rfc3339_ms(&sales.opens_at)?,
             closes_at_ms: rfc3339_ms(&sales.closes_at)?,
             max_per_hold: config.spec.holds.max_seats_per_hold,
@@ -55,23 +46,14 @@ impl ShowInfo {
                 .holds
                 .max_seats_per_user
                 .unwrap_or(config.spec.holds.max_seats_per_hold.saturating_mul(2)),
-            config,
-            layout,
             prices,
             hold_ttl,
+        };
+        Ok(Self {
+            config,
+            layout,
+            rules,
         })
-    }
-
-    /// The rules the engine applies.
-    pub fn rules(&self) -> Rules {
-        Rules {
-            prices: self.prices.clone(),
-            hold_ttl: self.hold_ttl,
-            max_per_hold: self.max_per_hold,
-            max_per_user: self.max_per_user,
-            opens_at_ms: self.opens_at_ms,
-            closes_at_ms: self.closes_at_ms,
-        }
     }
 
     /// `namespace/name`, the show's key in PostgreSQL.

@@ -132,7 +132,7 @@ impl Shard {
         let (sold, postgres_ms) = postgres?;
         let (source, stored, etcd_ms) = etcd?;
         let loaded = Engine::load(
-            self.rules.clone(),
+            self.show.rules.clone(),
             &self.show.layout,
             &sold,
             stored.holds,

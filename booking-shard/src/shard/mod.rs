@@ -1,10 +1,12 @@
-//! The shard engine: campaigning for leadership, and the leader's operations.
+//! The shard: campaigning for leadership, and the leader's operations as adapters
+//! around the booking engine ([`crate::engine`]).
 //!
-//! A leader rules out conflicts in memory first (the [`Book`] behind one mutex, never
-//! held across an await), then writes through to etcd or PostgreSQL with a write that
-//! is fenced by its epoch. If a write says we are no longer the leader, or its outcome
-//! is unknown, the leader steps down: the next leader reloads the truth from etcd and
-//! PostgreSQL.
+//! A leader asks the engine first (its [`Engine`] behind one mutex, never held across
+//! an await): the engine rules out conflicts in memory and says what to write; the
+//! adapters here write through to etcd or PostgreSQL with a write that is fenced by the
+//! epoch, and report the outcome back. If a write says we are no longer the leader, or
+//! its outcome is unknown, the engine's reaction is to step down: the next leader
+//! reloads the truth from etcd and PostgreSQL.
 
 mod bookings;
 mod holds;
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::coord::{CoordError, Coordinator, LeaderInfo};
-use crate::engine::{Engine, Event, Failure, Reaction, Rules};
+use crate::engine::{Engine, Event, Failure, Reaction};
 use crate::inventory::Inventory;
 use crate::store::Store;
 
@@ -69,7 +71,6 @@ pub struct Stats {
 /// One booking shard replica.
 pub struct Shard {
     pub show: ShowInfo,
-    rules: Rules,
     pub me: LeaderInfo,
     pub lease_ttl_secs: i64,
     coord: Arc<Coordinator>,
@@ -117,7 +118,6 @@ impl Shard {
     ) -> Arc<Self> {
         let (events, _) = broadcast::channel(4096);
         Arc::new(Self {
-            rules: show.rules(),
             show,
             me,
             lease_ttl_secs,

@@ -133,15 +133,25 @@ impl Store {
         Ok((out, next))
     }
 
-    /// Cancels a booking (seats return to sale; a refund is recorded as pending).
-    /// Cancelling a cancelled booking returns it unchanged.
-    pub async fn cancel(&self, epoch: i64, reference: &str) -> Result<(Booking, bool)> {
+    /// A write transaction fenced by `epoch`, and the booking `reference` read in it.
+    async fn fenced_booking(
+        &self,
+        epoch: i64,
+        reference: &str,
+    ) -> Result<(Transaction<'static, Postgres>, Booking)> {
         let mut tx = self.pool.begin().await?;
         self.check_epoch(&mut tx, epoch).await?;
         let booking = self
             .booking_in(&mut tx, "reference", reference)
             .await?
             .ok_or(StoreError::NotFound)?;
+        Ok((tx, booking))
+    }
+
+    /// Cancels a booking (seats return to sale; a refund is recorded as pending).
+    /// Cancelling a cancelled booking returns it unchanged.
+    pub async fn cancel(&self, epoch: i64, reference: &str) -> Result<(Booking, bool)> {
+        let (mut tx, booking) = self.fenced_booking(epoch, reference).await?;
         match booking
             .state()
             .apply(BookingAction::Cancel)
@@ -188,12 +198,7 @@ impl Store {
         reference: &str,
         key: Option<&str>,
     ) -> Result<Booking> {
-        let mut tx = self.pool.begin().await?;
-        self.check_epoch(&mut tx, epoch).await?;
-        let booking = self
-            .booking_in(&mut tx, "reference", reference)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let (mut tx, booking) = self.fenced_booking(epoch, reference).await?;
         let state = booking.state();
         // The first check-in's key matters only for a booking checked in already.
         let first_key: Option<String> = if state == BookingState::CheckedIn {

@@ -67,6 +67,45 @@ impl Sim {
         ids
     }
 
+    /// A live hold by `pick`, and who asks about it: its owner for an even `user`,
+    /// else one of the users (maybe another).
+    fn pick(&self, user: u8, pick: usize) -> Option<(String, String)> {
+        let holds = self.holds();
+        let (id, owner) = holds.get(pick % holds.len().max(1))?.clone();
+        let asker = if user.is_multiple_of(2) {
+            owner
+        } else {
+            Self::user(user)
+        };
+        Some((id, asker))
+    }
+
+    /// Holds seats (indices into [`SEATS`]) for `user`, written at once.
+    pub(crate) fn hold_seats(&mut self, user: u8, seats: &[usize]) {
+        let op = Op::Hold {
+            user,
+            want: Want::Seats(seats.to_vec()),
+            key: None,
+            outcome: Outcome::Ok,
+        };
+        self.step(&op).expect("a hold");
+    }
+
+    /// Confirms the first live hold (by its owner).
+    pub(crate) fn confirm_first(&mut self) {
+        let op = Op::Confirm {
+            user: 1,
+            pick: 0,
+            outcome: Outcome::Ok,
+        };
+        self.step(&op).expect("a confirm");
+    }
+
+    /// The first live hold.
+    pub(crate) fn first_hold(&self) -> Option<&super::HoldEntry> {
+        self.engine.book.slots.iter().flatten().next()
+    }
+
     pub(crate) fn leader_change(&mut self) {
         // While nobody leads, hold leases run out (two seconds after the expiry).
         let now = self.now.wall_ms;
@@ -186,18 +225,11 @@ impl Sim {
                 }
             }
             Op::Release { user, pick } => {
-                let holds = self.holds();
-                if let Some((id, owner)) = holds.get(pick % holds.len().max(1)) {
-                    let user = if user % 2 == 0 {
-                        owner.clone()
-                    } else {
-                        Self::user(*user)
-                    };
-                    if let Ok(Effect::DeleteHolds(records, why)) =
-                        self.engine.release(&user, false, id)
-                    {
-                        self.delete(records, why);
-                    }
+                if let Some((id, user)) = self.pick(*user, *pick)
+                    && let Ok(Effect::DeleteHolds(records, why)) =
+                        self.engine.release(&user, false, &id)
+                {
+                    self.delete(records, why);
                 }
             }
             Op::Extend {
@@ -205,16 +237,10 @@ impl Sim {
                 pick,
                 outcome,
             } => {
-                let holds = self.holds();
-                if let Some((id, owner)) = holds.get(pick % holds.len().max(1)) {
-                    let user = if user % 2 == 0 {
-                        owner.clone()
-                    } else {
-                        Self::user(*user)
-                    };
-                    if let Ok(record) = self.engine.extend(&user, false, id, self.now) {
-                        self.extend(record, *outcome);
-                    }
+                if let Some((id, user)) = self.pick(*user, *pick)
+                    && let Ok(record) = self.engine.extend(&user, false, &id, self.now)
+                {
+                    self.extend(record, *outcome);
                 }
             }
             Op::Confirm {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::super::check;
-use super::super::sim::{Op, Outcome, Sim, Want, layout, rules};
+use super::super::sim::{Op, Sim, layout, rules};
 use super::super::*;
 use super::{engine, hold, now, seats};
 
@@ -75,19 +75,8 @@ fn a_failed_confirm_returns_the_hold_or_steps_down_when_the_outcome_is_unknown()
 #[test]
 fn a_cancelled_booking_returns_its_seats() {
     let mut sim = Sim::new();
-    sim.step(&Op::Hold {
-        user: 0,
-        want: Want::Seats(vec![0]),
-        key: None,
-        outcome: Outcome::Ok,
-    })
-    .expect("hold");
-    sim.step(&Op::Confirm {
-        user: 1,
-        pick: 0,
-        outcome: Outcome::Ok,
-    })
-    .expect("confirm");
+    sim.hold_seats(0, &[0]);
+    sim.confirm_first();
     assert_eq!(sim.engine.inventory().counts().sold, 1);
     sim.step(&Op::Cancel { pick: 0 }).expect("cancel");
     assert_eq!(sim.engine.inventory().counts().sold, 0);

@@ -10,26 +10,9 @@ use crate::inventory::Holding;
 
 fn sim_with_a_sale_and_a_hold() -> Sim {
     let mut sim = Sim::new();
-    sim.step(&Op::Hold {
-        user: 0,
-        want: Want::Seats(vec![0, 1]),
-        key: None,
-        outcome: Outcome::Ok,
-    })
-    .expect("hold");
-    sim.step(&Op::Confirm {
-        user: 1,
-        pick: 0,
-        outcome: Outcome::Ok,
-    })
-    .expect("confirm");
-    sim.step(&Op::Hold {
-        user: 1,
-        want: Want::Seats(vec![2]),
-        key: None,
-        outcome: Outcome::Ok,
-    })
-    .expect("hold");
+    sim.hold_seats(0, &[0, 1]);
+    sim.confirm_first();
+    sim.hold_seats(1, &[2]);
     check::book(&sim.engine).expect("sound");
     check::world(&sim.engine, &sim.world).expect("sound");
     sim
@@ -38,15 +21,7 @@ fn sim_with_a_sale_and_a_hold() -> Sim {
 #[test]
 fn the_check_sees_a_seat_in_two_holds() {
     let mut sim = sim_with_a_sale_and_a_hold();
-    let mut twin = sim
-        .engine
-        .book
-        .slots
-        .iter()
-        .flatten()
-        .next()
-        .expect("a hold")
-        .clone_for_test();
+    let mut twin = sim.first_hold().expect("a hold").clone_for_test();
     twin.record.id = "twin".into();
     let slot = sim.engine.book.next_slot();
     sim.engine.book.insert(slot, twin);
@@ -57,16 +32,7 @@ fn the_check_sees_a_seat_in_two_holds() {
 fn the_check_sees_counters_that_drift_from_the_seats() {
     let mut sim = sim_with_a_sale_and_a_hold();
     // A held seat sold behind its hold's back.
-    let held = sim
-        .engine
-        .book
-        .slots
-        .iter()
-        .flatten()
-        .next()
-        .expect("a hold")
-        .holding
-        .clone();
+    let held = sim.first_hold().expect("a hold").holding.clone();
     sim.engine.book.inventory.sell(&held);
     assert!(check::book(&sim.engine).is_err());
     let mut sim = sim_with_a_sale_and_a_hold();
@@ -134,22 +100,49 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Runs `ops` and checks every invariant after every step and after a last leader
+/// change; `broken`: with the leader change that forgets what was sold.
+fn run(ops: &[Op], broken: bool) -> Result<(), TestCaseError> {
+    let mut sim = Sim::new();
+    sim.broken_load = broken;
+    for (i, op) in ops.iter().enumerate() {
+        let stepped = sim.step(op);
+        prop_assert!(stepped.is_ok(), "step {i} {op:?}: {stepped:?}");
+        let ok = check::book(&sim.engine).and_then(|()| check::world(&sim.engine, &sim.world));
+        prop_assert!(ok.is_ok(), "after step {i} {op:?}: {ok:?}");
+    }
+    sim.leader_change();
+    let ok = check::book(&sim.engine).and_then(|()| check::world(&sim.engine, &sim.world));
+    prop_assert!(ok.is_ok(), "after the last leader change: {ok:?}");
+    Ok(())
+}
+
+fn sequences() -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(op(), 1..60)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// Random command sequences keep every invariant after every step, and a new
     /// leader at the end agrees with the stores.
     #[test]
-    fn random_command_sequences_keep_the_invariants(ops in proptest::collection::vec(op(), 1..60)) {
-        let mut sim = Sim::new();
-        for (i, op) in ops.iter().enumerate() {
-            let stepped = sim.step(op);
-            prop_assert!(stepped.is_ok(), "step {i} {op:?}: {stepped:?}");
-            let ok = check::book(&sim.engine).and_then(|()| check::world(&sim.engine, &sim.world));
-            prop_assert!(ok.is_ok(), "after step {i} {op:?}: {ok:?}");
-        }
-        sim.leader_change();
-        let ok = check::book(&sim.engine).and_then(|()| check::world(&sim.engine, &sim.world));
-        prop_assert!(ok.is_ok(), "after the last leader change: {ok:?}");
+    fn random_command_sequences_keep_the_invariants(ops in sequences()) {
+        run(&ops, false)?;
     }
+}
+
+/// The property test's own negative control: the same runs with a broken leader change
+/// must find a violation (else the runs would not reach sales and leader changes).
+#[test]
+fn the_property_test_finds_a_leader_that_forgets_its_sales() {
+    let config = ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        max_shrink_iters: 0,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(&sequences(), |ops| run(&ops, true));
+    assert!(result.is_err(), "no run found the broken leader change");
 }

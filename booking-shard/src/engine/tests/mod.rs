@@ -26,6 +26,18 @@ pub(super) fn seats(ids: &[&str]) -> HoldRequest {
     HoldRequest::Seats(ids.iter().map(|s| s.to_string()).collect())
 }
 
+/// A hold command of ann's, now, without an idempotency key.
+pub(super) fn ann<'a>(id: &str, request: &'a HoldRequest) -> HoldCommand<'a> {
+    HoldCommand {
+        user: "ann",
+        request,
+        idempotency_key: None,
+        id: id.into(),
+        closed: false,
+        now: now(),
+    }
+}
+
 /// Decides a hold of `request` for `user` and writes it.
 pub(super) fn hold(
     e: &mut Engine,
@@ -52,14 +64,7 @@ pub(super) fn hold(
 fn a_hold_takes_free_seats_and_publishes_held_once_written() {
     let mut e = engine();
     let request = seats(&["main:A:1", "main:A:2"]);
-    let command = HoldCommand {
-        user: "ann",
-        request: &request,
-        idempotency_key: None,
-        id: "h1".into(),
-        closed: false,
-        now: now(),
-    };
+    let command = ann("h1", &request);
     let HoldDecision::Write(record) = e.hold(command).expect("held") else {
         panic!("a new hold is written");
     };
@@ -234,14 +239,7 @@ fn a_failed_hold_write_undoes_the_reservation_and_says_whether_to_step_down() {
     ] {
         let mut e = engine();
         let request = seats(&["main:A:1"]);
-        let command = HoldCommand {
-            user: "ann",
-            request: &request,
-            idempotency_key: None,
-            id: "h1".into(),
-            closed: false,
-            now: now(),
-        };
+        let command = ann("h1", &request);
         let Ok(HoldDecision::Write(record)) = e.hold(command) else {
             panic!("written");
         };

@@ -115,12 +115,39 @@ pub fn worth_defragmenting(m: &MemberSize, quota: i64, mode: Mode, nospace: bool
     }
 }
 
+/// Whether history is piling up: a member holds more than a quarter of the quota in
+/// use (live keys and the revisions not yet compacted). Then Auto mode compacts.
+fn piling_up(m: &MemberSize, quota: i64) -> bool {
+    m.in_use >= quota / 4
+}
+
+/// How long until the next look. A busy show writes megabytes of revisions a second
+/// (each hold puts and later deletes its keys), so one interval of history can be
+/// more than the quota: once a member's bytes in use pass an eighth of the quota,
+/// Auto mode looks (and compacts, keeping one pass of history) every second.
+pub fn pace(members: &[MemberSize], quota: i64, mode: Mode, interval: Duration) -> Duration {
+    let busy = members.iter().any(|m| m.in_use >= quota / 8);
+    if mode == Mode::Auto && busy {
+        interval.min(FAST_PACE)
+    } else {
+        interval
+    }
+}
+
+/// The pace of the loop while history piles up.
+const FAST_PACE: Duration = Duration::from_secs(1);
+
 /// What to do, from the members' sizes and the alarm.
 pub fn plan(members: &[MemberSize], quota: i64, mode: Mode, nospace: bool) -> Plan {
     let compact = match mode {
         Mode::Off => false,
         Mode::Alarm => nospace,
-        Mode::Auto => nospace || members.iter().any(|m| pressed(m, quota)),
+        Mode::Auto => {
+            nospace
+                || members
+                    .iter()
+                    .any(|m| pressed(m, quota) || piling_up(m, quota))
+        }
     };
     let defragment = members
         .iter()
@@ -187,6 +214,7 @@ pub async fn run(
         _ = tokio::time::sleep(jitter) => {}
     }
     let mut last_revision = 0;
+    let mut next_look = settings.interval;
     // Warn when a failure is new, not at every pass it repeats.
     let mut last_error: Option<String> = None;
     loop {
@@ -222,6 +250,8 @@ pub async fn run(
                 }
             }
             last_revision = reading.revision;
+            let sizes: Vec<MemberSize> = reading.sizes.iter().map(|(_, m)| *m).collect();
+            next_look = pace(&sizes, reading.quota, settings.mode, settings.interval);
             // Show what the work left (a disarmed alarm, a smaller file) now, not one
             // interval later.
             if stats.work() != work
@@ -232,7 +262,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(settings.interval) => {}
+            _ = tokio::time::sleep(next_look) => {}
         }
     }
 }
@@ -472,6 +502,28 @@ mod tests {
         // Only-alarm mode waits for the alarm; off does nothing.
         assert_eq!(plan(&members, QUOTA, Mode::Alarm, false), Plan::default());
         assert_eq!(plan(&members, QUOTA, Mode::Off, true), Plan::default());
+    }
+
+    #[test]
+    fn history_piling_up_is_compacted_every_second() {
+        let interval = Duration::from_secs(10);
+        // A small file with little in use: the interval, nothing to do.
+        assert_eq!(pace(&[size(20, 10)], QUOTA, Mode::Auto, interval), interval);
+        // An eighth of the quota in use: look every second.
+        let busy = [size(20, 13)];
+        assert_eq!(pace(&busy, QUOTA, Mode::Auto, interval), FAST_PACE);
+        assert_eq!(pace(&busy, QUOTA, Mode::Alarm, interval), interval);
+        let short = Duration::from_millis(500);
+        assert_eq!(pace(&busy, QUOTA, Mode::Auto, short), short);
+        // A quarter in use, though the file is below half the quota: compact (and no
+        // defragmentation: the file is small).
+        assert_eq!(
+            plan(&[size(30, 26)], QUOTA, Mode::Auto, false),
+            Plan {
+                compact: true,
+                defragment: vec![],
+            }
+        );
     }
 
     #[test]

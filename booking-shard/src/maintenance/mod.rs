@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 use crate::shard::{Role, Shard};
 
 mod rules;
-pub use rules::{MemberSize, Plan, may_disarm, plan, worth_defragmenting};
+pub use rules::{FAST_PACE, MemberSize, Plan, may_disarm, pace, plan, worth_defragmenting};
 
 /// What the loop may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -132,6 +132,7 @@ pub async fn run(
         _ = tokio::time::sleep(jitter) => {}
     }
     let mut last_revision = 0;
+    let mut next_look = settings.interval;
     // Warn when a failure is new, not at every pass it repeats.
     let mut last_error: Option<String> = None;
     loop {
@@ -167,6 +168,8 @@ pub async fn run(
                 }
             }
             last_revision = reading.revision;
+            let sizes: Vec<MemberSize> = reading.sizes.iter().map(|(_, m)| *m).collect();
+            next_look = pace(&sizes, reading.quota, settings.mode, settings.interval);
             // Show what the work left (a disarmed alarm, a smaller file) now, not one
             // interval later.
             if stats.work() != work
@@ -177,7 +180,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(settings.interval) => {}
+            _ = tokio::time::sleep(next_look) => {}
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The maintenance rules: pure functions of what was read from etcd.
 
+use std::time::Duration;
+
 use super::Mode;
 
 /// One member's size, as its status reports it.
@@ -35,12 +37,39 @@ pub fn worth_defragmenting(m: &MemberSize, quota: i64, mode: Mode, nospace: bool
     }
 }
 
+/// Whether history is piling up: a member holds more than a quarter of the quota in
+/// use (live keys and the revisions not yet compacted). Then Auto mode compacts.
+fn piling_up(m: &MemberSize, quota: i64) -> bool {
+    m.in_use >= quota / 4
+}
+
+/// How long until the next look. A busy show writes megabytes of revisions a second
+/// (each hold puts and later deletes its keys), so one interval of history can be
+/// more than the quota: once a member's bytes in use pass an eighth of the quota,
+/// Auto mode looks (and compacts, keeping one pass of history) every second.
+pub fn pace(members: &[MemberSize], quota: i64, mode: Mode, interval: Duration) -> Duration {
+    let busy = members.iter().any(|m| m.in_use >= quota / 8);
+    if mode == Mode::Auto && busy {
+        interval.min(FAST_PACE)
+    } else {
+        interval
+    }
+}
+
+/// The pace of the loop while history piles up.
+pub const FAST_PACE: Duration = Duration::from_secs(1);
+
 /// What to do, from the members' sizes and the alarm.
 pub fn plan(members: &[MemberSize], quota: i64, mode: Mode, nospace: bool) -> Plan {
     let compact = match mode {
         Mode::Off => false,
         Mode::Alarm => nospace,
-        Mode::Auto => nospace || members.iter().any(|m| pressed(m, quota)),
+        Mode::Auto => {
+            nospace
+                || members
+                    .iter()
+                    .any(|m| pressed(m, quota) || piling_up(m, quota))
+        }
     };
     let defragment = members
         .iter()

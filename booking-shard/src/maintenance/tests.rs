@@ -35,6 +35,28 @@ fn auto_mode_acts_before_the_alarm_when_half_the_quota_is_used() {
 }
 
 #[test]
+fn history_piling_up_is_compacted_every_second() {
+    let interval = Duration::from_secs(10);
+    // A small file with little in use: the interval, nothing to do.
+    assert_eq!(pace(&[size(20, 10)], QUOTA, Mode::Auto, interval), interval);
+    // An eighth of the quota in use: look every second.
+    let busy = [size(20, 13)];
+    assert_eq!(pace(&busy, QUOTA, Mode::Auto, interval), FAST_PACE);
+    assert_eq!(pace(&busy, QUOTA, Mode::Alarm, interval), interval);
+    let short = Duration::from_millis(500);
+    assert_eq!(pace(&busy, QUOTA, Mode::Auto, short), short);
+    // A quarter in use, though the file is below half the quota: compact (and no
+    // defragmentation: the file is small).
+    assert_eq!(
+        plan(&[size(30, 26)], QUOTA, Mode::Auto, false),
+        Plan {
+            compact: true,
+            defragment: vec![],
+        }
+    );
+}
+
+#[test]
 fn under_the_alarm_every_member_with_space_to_give_is_defragmented() {
     let members = [size(100, 70), size(100, 97), size(99, 10)];
     for mode in [Mode::Auto, Mode::Alarm] {

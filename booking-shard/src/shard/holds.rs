@@ -7,7 +7,7 @@ use std::time::Duration;
 use boxoffice_contract::HoldRecord;
 
 use super::{Leadership, Result, Shard, ShardError, bump, failure};
-use crate::engine::{HoldCommand, HoldDecision, HoldRequest, Now, SeatChange};
+use crate::engine::{Effect, HoldCommand, HoldDecision, HoldRequest, Now, SeatChange};
 use crate::shard::HoldView;
 use crate::store::new_id;
 
@@ -81,10 +81,7 @@ impl Shard {
     pub async fn release(&self, user: &str, staff: bool, id: &str) -> Result<()> {
         let l = self.leadership()?;
         let effect = self.engine(&l).release(user, staff, id)?;
-        if let crate::engine::Effect::DeleteHolds(records, why) = effect {
-            self.end_holds(&l, records, why).await?;
-        }
-        Ok(())
+        self.delete(&l, effect).await
     }
 
     /// Extends a live hold by the show's hold TTL from now. A hold lives at most three
@@ -103,6 +100,22 @@ impl Shard {
                 let reaction = self.engine(&l).extend_failed(&record, failure(&e));
                 Err(self.react(&l, reaction).await)
             }
+        }
+    }
+
+    /// Persists a delete the engine decided (holds, or orphaned seat locks).
+    pub(super) async fn delete(&self, l: &Leadership, effect: Effect) -> Result<()> {
+        match effect {
+            Effect::DeleteHolds(records, why) => self.end_holds(l, records, why).await,
+            Effect::DeleteSeatLocks(seats) => {
+                if let Err(e) = self.coord.delete_seat_locks(l.epoch, &seats).await {
+                    tracing::warn!(error = %e, "deleting seat locks failed");
+                    self.step_down(l, "deleting seat locks failed");
+                    return Err(ShardError::NotLeader(None));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -146,8 +159,8 @@ impl Shard {
                 }
             }
             let due = self.engine(&l).expire(Now::read());
-            if let Some(crate::engine::Effect::DeleteHolds(records, why)) = due {
-                let _ = self.end_holds(&l, records, why).await;
+            if let Some(effect) = due {
+                let _ = self.delete(&l, effect).await;
             }
         }
     }

@@ -196,9 +196,7 @@ impl Shard {
             self.step_down(l, why);
         }
         for effect in reaction.effects {
-            if let crate::engine::Effect::DeleteHolds(records, why) = effect {
-                let _ = self.end_holds(l, records, why).await;
-            }
+            let _ = self.delete(l, effect).await;
         }
         reaction.error
     }

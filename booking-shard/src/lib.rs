@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod keys;
 pub mod maintenance;
 pub mod mirror;
+pub mod payments;
 pub mod shard;
 pub mod store;
 

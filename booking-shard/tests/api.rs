@@ -183,9 +183,9 @@ async fn authentication_ownership_and_roles() {
     assert_eq!(again, first);
     // Another scan of the same ticket is refused.
     let (s, b) = check_in(staff.clone(), Some("scan-2")).await;
-    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    assert_error(s, &b, StatusCode::CONFLICT, "illegal_transition");
     let (s, b) = check_in(staff, None).await;
-    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    assert_error(s, &b, StatusCode::CONFLICT, "illegal_transition");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::engine::IllegalTransition;
 use crate::shard::{BadInput, ShardError};
 
 /// Every error code the API answers with. Stable: clients switch on them.
@@ -36,6 +37,11 @@ pub enum ErrorCode {
     SoldOut,
     LimitExceeded,
     Conflict,
+    /// The booking's state does not allow the action (docs/architecture.md, the
+    /// lifecycle table).
+    IllegalTransition,
+    /// The show confirms bookings through payments: a plain user cannot confirm.
+    PaymentRequired,
     SalesClosed,
     HoldExpired,
     PayloadTooLarge,
@@ -178,6 +184,12 @@ impl From<ShardError> for ApiError {
             ShardError::NotFound => ApiError::not_found("resource"),
             ShardError::Expired => ApiError::new(StatusCode::GONE, ErrorCode::HoldExpired, message),
             ShardError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m),
+            ShardError::Illegal(IllegalTransition::PaymentRequired) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PaymentRequired, message)
+            }
+            ShardError::Illegal(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::IllegalTransition, message)
+            }
             ShardError::Unknown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::UnknownOutcome,

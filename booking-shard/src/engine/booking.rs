@@ -1,17 +1,10 @@
-//! Bookings as the domain sees them, and their life as one transition function.
-//!
-//! | state | cancel | check in |
-//! |---|---|---|
-//! | confirmed | → cancelled (seats return to sale, refund pending) | → checked in |
-//! | checked in | refused: "a checked-in booking cannot be cancelled" | same key: the first answer; else refused |
-//! | cancelled | unchanged (the same booking) | refused: "booking is cancelled" |
-//!
-//! The payment states of a checkout (payment pending, refund pending, refunded,
-//! failed) are further [`BookingState`] variants with their rows in this table.
+//! Bookings as the domain sees them; their life is [`super::lifecycle`].
 
 use std::collections::HashMap;
 
 use serde::Serialize;
+
+use super::lifecycle::BookingState;
 
 /// A booking's stored status (`bookings.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,13 +64,23 @@ pub struct Booking {
 }
 
 impl Booking {
-    /// Where the booking is in its life.
+    /// Where the booking is in its life: its status, whether it was checked in, and
+    /// its refund (`refund_status`: pending or refunded).
     pub fn state(&self) -> BookingState {
         match (self.status, self.checked_in_at.is_some()) {
-            (BookingStatus::Cancelled, _) => BookingState::Cancelled,
+            (BookingStatus::Cancelled, _) => match self.refund_status.as_deref() {
+                Some("pending") => BookingState::RefundPending,
+                Some("refunded") => BookingState::Refunded,
+                _ => BookingState::Cancelled,
+            },
             (BookingStatus::Confirmed, true) => BookingState::CheckedIn,
             (BookingStatus::Confirmed, false) => BookingState::Confirmed,
         }
+    }
+
+    /// Whether money was taken for it (a cancel then owes a refund).
+    pub fn paid(&self) -> bool {
+        self.amount_minor > 0
     }
 }
 
@@ -102,66 +105,4 @@ pub struct Sold {
     pub per_user: HashMap<String, i64>,
     /// Hold ids already confirmed (their etcd keys may still be there).
     pub confirmed_holds: Vec<String>,
-}
-
-/// A booking's state: its status and whether it was checked in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BookingState {
-    Confirmed,
-    CheckedIn,
-    Cancelled,
-}
-
-/// What may happen to a booking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BookingAction<'a> {
-    Cancel,
-    /// `key`: this request's idempotency key; `first_key`: the key of the check-in
-    /// that happened, when the booking is checked in already.
-    CheckIn {
-        key: Option<&'a str>,
-        first_key: Option<&'a str>,
-    },
-}
-
-/// What a legal action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    /// Write the new state (and its outbox event).
-    To(BookingState),
-    /// Nothing to write: answer with the booking as it is (a retry).
-    Unchanged,
-}
-
-/// An action the booking's state does not allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum IllegalTransition {
-    #[error("a checked-in booking cannot be cancelled")]
-    CancelCheckedIn,
-    #[error("booking is cancelled")]
-    CheckInCancelled,
-    #[error("booking is already checked in")]
-    CheckedInTwice,
-}
-
-impl BookingState {
-    /// The one transition function of a booking (the table above).
-    pub fn apply(self, action: BookingAction<'_>) -> Result<Transition, IllegalTransition> {
-        use BookingAction::{Cancel, CheckIn};
-        use BookingState::{Cancelled, CheckedIn, Confirmed};
-        match (self, action) {
-            (Confirmed, Cancel) => Ok(Transition::To(Cancelled)),
-            (Cancelled, Cancel) => Ok(Transition::Unchanged),
-            (CheckedIn, Cancel) => Err(IllegalTransition::CancelCheckedIn),
-            (Confirmed, CheckIn { .. }) => Ok(Transition::To(CheckedIn)),
-            (Cancelled, CheckIn { .. }) => Err(IllegalTransition::CheckInCancelled),
-            (CheckedIn, CheckIn { key, first_key }) => {
-                if key.is_some() && key == first_key {
-                    Ok(Transition::Unchanged)
-                } else {
-                    Err(IllegalTransition::CheckedInTwice)
-                }
-            }
-        }
-    }
 }

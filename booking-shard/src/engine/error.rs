@@ -34,6 +34,9 @@ pub enum ShardError {
     Expired,
     #[error("{0}")]
     Conflict(String),
+    /// The booking's state does not allow the action (the lifecycle table).
+    #[error("{0}")]
+    Illegal(super::IllegalTransition),
     #[error("the outcome is unknown; retry with the same Idempotency-Key")]
     Unknown,
     /// etcd refused the write for lack of space (its NOSPACE alarm): nothing was

@@ -16,7 +16,7 @@
 //! | expire | (deadline passed and live) | delete the holds | `expired` |
 //! | confirm | expired; not the user's; busy | check the hold in etcd, then write the booking in PostgreSQL | `sold` |
 //! | confirm, no live hold | (a retry) | look up the hold's booking | none |
-//! | cancel, check in | see [`booking`] | the booking's new state in PostgreSQL | `returned` (cancel) |
+//! | checkout, payment, cancel, refund, check in | see [`lifecycle`] | the booking's new state in PostgreSQL | `returned` (cancel) |
 //! | leader change | PostgreSQL has a newer epoch | delete stale holds and orphaned seat locks | none |
 //!
 //! Invariants (checked after every step by the property test): per section and area
@@ -28,6 +28,7 @@ pub mod booking;
 mod confirm;
 pub mod error;
 mod holds;
+pub mod lifecycle;
 mod load;
 pub mod rules;
 
@@ -39,13 +40,11 @@ mod sim;
 mod tests;
 
 pub use book::{Book, HoldEntry, HoldPhase};
-pub use booking::{
-    Booking, BookingAction, BookingState, BookingStatus, GeneralTickets, IllegalTransition,
-    NewBooking, Sold, Transition,
-};
+pub use booking::{Booking, BookingStatus, GeneralTickets, NewBooking, Sold};
 pub use confirm::ConfirmDecision;
 pub use error::{BadInput, Result, ShardError};
 pub use holds::{HoldCommand, HoldDecision};
+pub use lifecycle::{BookingAction, BookingState, IllegalTransition, PaymentMode, Transition};
 pub use load::Loaded;
 pub use rules::{HoldRequest, Now, Rules};
 

@@ -85,6 +85,7 @@ impl Shard {
             }
             StoreError::NotFound => ShardError::NotFound,
             StoreError::Conflict(m) => ShardError::Conflict(m),
+            StoreError::Illegal(e) => ShardError::Illegal(e),
             StoreError::Db(e) => {
                 warn!(error = %e, "database error");
                 ShardError::Unknown

@@ -7,7 +7,7 @@ use crate::engine::{BookingAction, BookingState, BookingStatus, IllegalTransitio
 
 /// A transition the booking's state refuses, as the store reports it.
 fn illegal(e: IllegalTransition) -> StoreError {
-    StoreError::Conflict(e.to_string())
+    StoreError::Illegal(e)
 }
 
 const BOOKING_COLUMNS: &str = "id, reference, show, user_id, status, hold_id, payment_reference, \
@@ -148,26 +148,28 @@ impl Store {
         Ok((tx, booking))
     }
 
-    /// Cancels a booking (seats return to sale; a refund is recorded as pending).
+    /// Cancels a booking (seats return to sale; for a paid one a refund is recorded as
+    /// pending).
     /// Cancelling a cancelled booking returns it unchanged.
     pub async fn cancel(&self, epoch: i64, reference: &str) -> Result<(Booking, bool)> {
         let (mut tx, booking) = self.fenced_booking(epoch, reference).await?;
-        match booking
-            .state()
-            .apply(BookingAction::Cancel)
-            .map_err(illegal)?
-        {
+        let action = BookingAction::Cancel {
+            paid: booking.paid(),
+        };
+        let to = match booking.state().apply(action).map_err(illegal)? {
             Transition::Unchanged => {
                 tx.commit().await?;
                 return Ok((booking, false));
             }
-            Transition::To(_) => {}
-        }
+            Transition::To(to) => to,
+        };
+        let refund = (to == BookingState::RefundPending).then_some("pending");
         sqlx::query(
-            "UPDATE bookings SET status = 'cancelled', refund_status = 'pending', updated_at = now() \
+            "UPDATE bookings SET status = 'cancelled', refund_status = $2, updated_at = now() \
              WHERE id = $1",
         )
         .bind(&booking.id)
+        .bind(refund)
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE booking_seats SET status = 'cancelled' WHERE booking_id = $1")

@@ -40,6 +40,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The booking's state does not allow the action.
+    #[error("{0}")]
+    Illegal(crate::engine::IllegalTransition),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("PostgreSQL did not answer in time")]

@@ -285,8 +285,12 @@ impl Sim {
             Op::Cancel { pick } => {
                 let i = pick % self.world.bookings.len().max(1);
                 if let Some(b) = self.booking(i)
-                    && b.state().apply(BookingAction::Cancel)
-                        == Ok(Transition::To(BookingState::Cancelled))
+                    && matches!(
+                        b.state().apply(BookingAction::Cancel { paid: b.paid() }),
+                        Ok(Transition::To(
+                            BookingState::Cancelled | BookingState::RefundPending
+                        ))
+                    )
                 {
                     self.world.bookings[i].cancelled = true;
                     let cancelled = Booking {

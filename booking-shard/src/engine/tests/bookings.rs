@@ -85,43 +85,6 @@ fn a_cancelled_booking_returns_its_seats() {
 }
 
 #[test]
-fn booking_transitions_follow_the_table() {
-    use BookingState::*;
-    let cancel = BookingAction::Cancel;
-    let check_in = |key, first_key| BookingAction::CheckIn { key, first_key };
-    assert_eq!(Confirmed.apply(cancel), Ok(Transition::To(Cancelled)));
-    assert_eq!(Cancelled.apply(cancel), Ok(Transition::Unchanged));
-    assert_eq!(
-        CheckedIn.apply(cancel),
-        Err(IllegalTransition::CancelCheckedIn)
-    );
-    assert_eq!(
-        Confirmed.apply(check_in(None, None)),
-        Ok(Transition::To(CheckedIn))
-    );
-    assert_eq!(
-        Cancelled.apply(check_in(None, None)),
-        Err(IllegalTransition::CheckInCancelled)
-    );
-    assert_eq!(
-        CheckedIn.apply(check_in(Some("k"), Some("k"))),
-        Ok(Transition::Unchanged)
-    );
-    assert_eq!(
-        CheckedIn.apply(check_in(Some("k"), Some("j"))),
-        Err(IllegalTransition::CheckedInTwice)
-    );
-    assert_eq!(
-        CheckedIn.apply(check_in(None, None)),
-        Err(IllegalTransition::CheckedInTwice)
-    );
-    assert_eq!(
-        IllegalTransition::CheckInCancelled.to_string(),
-        "booking is cancelled"
-    );
-}
-
-#[test]
 fn a_new_leader_loads_sales_and_live_holds_and_cleans_up_the_rest() {
     let t = now();
     let record = |id: &str, seat: &str, expires_at_ms| HoldRecord {

@@ -5,6 +5,7 @@
 
 mod bookings;
 mod invariants;
+mod lifecycle;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 //! leader that loads from the stores.
 
 mod bookings;
+pub(crate) mod payments;
 mod world;
 
 pub(crate) use world::{Op, Outcome, SEATS, Want, World, layout, rules};

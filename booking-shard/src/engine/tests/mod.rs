@@ -6,6 +6,7 @@
 mod bookings;
 mod invariants;
 mod lifecycle;
+mod payments;
 
 use std::time::Duration;
 

@@ -59,6 +59,11 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
 
+    /// File holding the payment provider's callback signing secret (`spec.payments`
+    /// mode provider; the operator mounts it from `providerSecretRef`).
+    #[arg(long, env = "BOXOFFICE_PAYMENT_SECRET_FILE")]
+    pub payment_secret_file: Option<PathBuf>,
+
     /// PEM file with an RSA public key: verify RS256 JWTs instead.
     #[arg(long, env = "BOXOFFICE_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,

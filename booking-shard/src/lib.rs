@@ -86,6 +86,31 @@ fn auth(config: &Config, show: &str) -> anyhow::Result<(Auth, ShardKeys)> {
     Ok((auth, keys))
 }
 
+/// The payment provider's signing secret: required when the show's payments come
+/// from a provider (the shard refuses to start without it rather than accept every
+/// callback or none).
+fn payment_secret(config: &Config, show: &ShowInfo) -> anyhow::Result<Option<Vec<u8>>> {
+    let secret = match &config.payment_secret_file {
+        Some(path) => Some(
+            String::from_utf8_lossy(&read(path)?)
+                .trim()
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => None,
+    };
+    if show.rules.payments.mode == engine::PaymentMode::Provider {
+        match &secret {
+            Some(s) if s.len() >= 16 => {}
+            Some(_) => anyhow::bail!("the payment secret is shorter than 16 bytes"),
+            None => anyhow::bail!(
+                "spec.payments.mode is provider: set --payment-secret-file (BOXOFFICE_PAYMENT_SECRET_FILE)"
+            ),
+        }
+    }
+    Ok(secret)
+}
+
 /// Runs the shard until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&config.show)
@@ -96,6 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         show.rules.hold_ttl = std::time::Duration::from_secs(secs);
     }
     let (auth, keys) = auth(&config, &show.key())?;
+    let _payment_secret = payment_secret(&config, &show)?;
     let (pod, address) = (config.pod(), config.advertise());
     let me = LeaderInfo {
         sig: keys.sign_leader(&pod, &address),

@@ -2,12 +2,14 @@
 //! (row ranges, seat ids, venue layout) that the operator and the booking shard share.
 
 pub mod manifest;
+pub mod payments;
 pub mod rules;
 pub mod seating;
 pub mod show;
 pub mod validate;
 
 pub use manifest::{ShowConfig, chart_crd_template, crd, crd_yaml};
+pub use payments::{PaymentMode, PaymentPolicy};
 pub use seating::{SeatId, SeatingError, VenueLayout};
 pub use show::{
     GeneralAdmission, HoldPolicy, InventoryCounts, PriceCategory, RowSpec, SalesWindow, Seating,

@@ -56,3 +56,15 @@ pub fn rows_unique() -> String {
            (size(b[0]) < size(a[1]) || (size(b[0]) == size(a[1]) && b[0] <= a[1]))))"
     )
 }
+
+/// Provider mode names its provider and the Secret holding its signing secret.
+pub const PROVIDER_NEEDS_SECRET: &str =
+    "self.mode != 'provider' || (has(self.provider) && has(self.providerSecretRef))";
+
+/// The payment window: one minute to an hour.
+pub const PAYMENT_WINDOW_BOUNDS: &str =
+    "duration(self) >= duration('1m') && duration(self) <= duration('1h')";
+
+/// The callback tolerance: ten seconds to ten minutes.
+pub const PAYMENT_TOLERANCE_BOUNDS: &str =
+    "duration(self) >= duration('10s') && duration(self) <= duration('10m')";

@@ -89,6 +89,9 @@ pub struct ShowSpec {
     /// How the booking shard runs.
     #[serde(default)]
     pub shard: ShardSpec,
+    /// How bookings are paid for and confirmed; unset: free events (the user confirms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payments: Option<crate::payments::PaymentPolicy>,
 }
 
 /// The sales window.

@@ -102,6 +102,38 @@ fn is_rfc3339(s: &str) -> bool {
         && (s.ends_with('Z') || s.ends_with('z') || s[19..].contains(['+', '-']))
 }
 
+/// The twins of `spec.payments`' schema rules.
+fn payments(p: &crate::payments::PaymentPolicy, err: &mut impl FnMut(String, &str)) {
+    use crate::payments::PaymentMode;
+    if p.mode == PaymentMode::Provider && (p.provider.is_none() || p.provider_secret_ref.is_none())
+    {
+        err(
+            "spec.payments.providerSecretRef".into(),
+            "payments.mode provider needs payments.provider and payments.providerSecretRef",
+        );
+    }
+    if p.provider.as_deref().is_some_and(|n| !is_dns_label(n, 32)) {
+        err(
+            "spec.payments.provider".into(),
+            "must be a DNS label of at most 32 characters",
+        );
+    }
+    match parse_duration(&p.window) {
+        Some(d) if (60..=3600).contains(&d.as_secs()) => {}
+        _ => err(
+            "spec.payments.window".into(),
+            "payments.window must be between 1m and 1h",
+        ),
+    }
+    match parse_duration(&p.tolerance) {
+        Some(d) if (10..=600).contains(&d.as_secs()) => {}
+        _ => err(
+            "spec.payments.tolerance".into(),
+            "payments.tolerance must be between 10s and 10m",
+        ),
+    }
+}
+
 /// Checks a Show spec; returns every problem found.
 pub fn validate(spec: &ShowSpec) -> Result<(), InvalidShow> {
     let mut errors = Vec::new();
@@ -254,6 +286,9 @@ pub fn validate(spec: &ShowSpec) -> Result<(), InvalidShow> {
     if !(1..=9).contains(&spec.shard.replicas) {
         err("spec.shard.replicas".into(), "must be between 1 and 9");
     }
+    if let Some(p) = &spec.payments {
+        payments(p, &mut err);
+    }
 
     if errors.is_empty() {
         Ok(())
@@ -274,6 +309,31 @@ mod tests {
         for bad in ["", "m", "10", "1m1h", "10x", "1h1h", "-5m"] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn payments_are_checked_like_the_schema() {
+        let ok = crate::payments::PaymentPolicy::default();
+        let mut errors = Vec::new();
+        payments(&ok, &mut |f, _| errors.push(f));
+        assert!(errors.is_empty(), "{errors:?}");
+        let bad = crate::payments::PaymentPolicy {
+            mode: crate::payments::PaymentMode::Provider,
+            provider: Some("Not_A_Label".into()),
+            window: "2h".into(),
+            tolerance: "5s".into(),
+            ..ok
+        };
+        payments(&bad, &mut |f, _| errors.push(f));
+        assert_eq!(
+            errors,
+            [
+                "spec.payments.providerSecretRef",
+                "spec.payments.provider",
+                "spec.payments.window",
+                "spec.payments.tolerance"
+            ]
+        );
     }
 
     #[test]

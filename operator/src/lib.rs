@@ -7,6 +7,7 @@ pub mod config;
 pub mod election;
 pub mod etcd_space;
 pub mod metrics;
+pub mod payments;
 pub mod policy;
 pub mod reconcile;
 

@@ -46,7 +46,7 @@ pub use error::{BadInput, Result, ShardError};
 pub use holds::{HoldCommand, HoldDecision};
 pub use lifecycle::{BookingAction, BookingState, IllegalTransition, PaymentMode, Transition};
 pub use load::Loaded;
-pub use rules::{HoldRequest, Now, Rules};
+pub use rules::{HoldRequest, Now, PaymentRules, Rules};
 
 use boxoffice_contract::HoldRecord;
 use boxoffice_crds::{InventoryCounts, VenueLayout};

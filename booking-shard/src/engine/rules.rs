@@ -21,6 +21,28 @@ pub struct Rules {
     /// Sales window in Unix ms.
     pub opens_at_ms: Option<i64>,
     pub closes_at_ms: Option<i64>,
+    /// How bookings are paid for (`spec.payments`).
+    pub payments: PaymentRules,
+}
+
+/// `spec.payments` as the engine uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentRules {
+    pub mode: super::PaymentMode,
+    /// How long a checkout keeps the seats while the payment runs.
+    pub window: Duration,
+    /// How far a callback's signed timestamp may be from our clock.
+    pub tolerance: Duration,
+}
+
+impl Default for PaymentRules {
+    fn default() -> Self {
+        Self {
+            mode: super::PaymentMode::None,
+            window: Duration::from_secs(15 * 60),
+            tolerance: Duration::from_secs(5 * 60),
+        }
+    }
 }
 
 /// The time a command happens at: the wall clock (what is stored: expiry times) and

@@ -3,7 +3,7 @@
 use boxoffice_crds::{InventoryCounts, ShowConfig, VenueLayout};
 use serde::Serialize;
 
-use crate::engine::{Event, HoldFacts, HoldPhase, Rules};
+use crate::engine::{Event, HoldFacts, HoldPhase, PaymentMode, PaymentRules, Rules};
 
 /// The show as the shard serves it.
 pub struct ShowInfo {
@@ -48,6 +48,7 @@ impl ShowInfo {
                 .unwrap_or(config.spec.holds.max_seats_per_hold.saturating_mul(2)),
             prices,
             hold_ttl,
+            payments: payment_rules(config.spec.payments.as_ref())?,
         };
         Ok(Self {
             config,
@@ -60,6 +61,27 @@ impl ShowInfo {
     pub fn key(&self) -> String {
         format!("{}/{}", self.config.namespace, self.config.name)
     }
+}
+
+/// `spec.payments` (unset: free events).
+fn payment_rules(p: Option<&boxoffice_crds::PaymentPolicy>) -> anyhow::Result<PaymentRules> {
+    use boxoffice_crds::PaymentMode as Crd;
+    let Some(p) = p else {
+        return Ok(PaymentRules::default());
+    };
+    let duration = |text: &str, what: &str| {
+        boxoffice_crds::validate::parse_duration(text)
+            .ok_or_else(|| anyhow::anyhow!("bad payments.{what}"))
+    };
+    Ok(PaymentRules {
+        mode: match p.mode {
+            Crd::None => PaymentMode::None,
+            Crd::Provider => PaymentMode::Provider,
+            Crd::TrustedService => PaymentMode::TrustedService,
+        },
+        window: duration(&p.window, "window")?,
+        tolerance: duration(&p.tolerance, "tolerance")?,
+    })
 }
 
 /// "49.50" → 4950.
@@ -181,7 +203,34 @@ impl SeatEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::price_minor;
+    use std::time::Duration;
+
+    use super::{PaymentMode, PaymentRules, payment_rules, price_minor};
+
+    #[test]
+    fn payments_from_the_spec_and_free_events_without_it() {
+        assert_eq!(payment_rules(None).expect("none"), PaymentRules::default());
+        let spec = boxoffice_crds::PaymentPolicy {
+            mode: boxoffice_crds::PaymentMode::Provider,
+            window: "2m".into(),
+            tolerance: "30s".into(),
+            ..Default::default()
+        };
+        let rules = payment_rules(Some(&spec)).expect("provider");
+        assert_eq!(
+            rules,
+            PaymentRules {
+                mode: PaymentMode::Provider,
+                window: Duration::from_secs(120),
+                tolerance: Duration::from_secs(30),
+            }
+        );
+        let bad = boxoffice_crds::PaymentPolicy {
+            window: "soon".into(),
+            ..spec
+        };
+        assert!(payment_rules(Some(&bad)).is_err());
+    }
 
     #[test]
     fn prices_in_minor_units() {

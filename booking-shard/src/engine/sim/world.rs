@@ -131,6 +131,7 @@ pub(crate) fn rules() -> Rules {
         max_per_user: 6,
         opens_at_ms: None,
         closes_at_ms: None,
+        payments: Default::default(),
     }
 }
 

@@ -121,7 +121,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         show.rules.hold_ttl = std::time::Duration::from_secs(secs);
     }
     let (auth, keys) = auth(&config, &show.key())?;
-    let _payment_secret = payment_secret(&config, &show)?;
+    let payment_secret = payment_secret(&config, &show)?;
+    let payment_provider = show
+        .config
+        .spec
+        .payments
+        .as_ref()
+        .and_then(|p| p.provider.clone());
+    let tolerance_s = show.rules.payments.tolerance.as_secs();
     let (pod, address) = (config.pod(), config.advertise());
     let me = LeaderInfo {
         sig: keys.sign_leader(&pod, &address),
@@ -178,6 +185,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         metrics: metrics.clone(),
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        payments: Arc::new(api::PaymentKeys {
+            provider: payment_provider,
+            secret: payment_secret,
+            tolerance_s: tolerance_s as i64,
+        }),
     };
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -38,6 +38,7 @@ async fn the_operator_reads_what_the_shard_writes() {
         idempotency_key: Some("k1".into()),
         created_at_ms: expires_at_ms - 60_000,
         request_digest: "d1".into(),
+        payment_intent: None,
     };
     let lease = coord.hold_lease(expires_at_ms).await.expect("lease");
     coord.create_hold(epoch, &hold, lease).await.expect("hold");

@@ -461,6 +461,7 @@ async fn grouped_deletes_and_checks_go_on_while_puts_are_refused() {
         idempotency_key: None,
         created_at_ms: 1,
         request_digest: String::new(),
+        payment_intent: None,
     };
     let old: Vec<HoldRecord> = (0..40).map(record).collect();
     for r in &old {
@@ -559,6 +560,7 @@ async fn a_hold_answered_out_of_space_was_not_written() {
                         idempotency_key: Some("k".repeat(128)),
                         created_at_ms: 1,
                         request_digest: "d".repeat(64),
+                        payment_intent: None,
                     };
                     let answer = coord.create_hold(epoch, &record, lease).await;
                     let refused = matches!(answer, Err(CoordError::NoSpace));

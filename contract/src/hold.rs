@@ -26,6 +26,9 @@ pub struct HoldRecord {
     /// Idempotency-Key and another request is refused.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub request_digest: String,
+    /// The payment intent of a checkout: set while the hold waits for its payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<String>,
 }
 
 #[cfg(test)]
@@ -44,6 +47,7 @@ mod tests {
             idempotency_key: None,
             created_at_ms: 5,
             request_digest: String::new(),
+            payment_intent: None,
         };
         let text = serde_json::to_string(&r).unwrap_or_default();
         assert_eq!(

@@ -186,6 +186,7 @@ impl Auth {
         Ok(User {
             id: claims.sub,
             staff: privileged && (roles.contains("staff") || roles.contains("admin")),
+            payments: privileged && roles.contains("payments"),
         })
     }
 
@@ -228,6 +229,22 @@ struct Claims {
 pub struct User {
     pub id: String,
     pub staff: bool,
+    /// A service that confirms paid holds (`payments` role: a cash desk, an external
+    /// checkout), for shows in trustedService mode.
+    pub payments: bool,
+}
+
+impl User {
+    /// The role recorded in the audit trail.
+    pub fn role(&self) -> &'static str {
+        if self.payments {
+            "payments"
+        } else if self.staff {
+            "staff"
+        } else {
+            "user"
+        }
+    }
 }
 
 fn unauthorized() -> ApiError {

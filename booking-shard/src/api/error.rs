@@ -40,6 +40,8 @@ pub enum ErrorCode {
     /// The booking's state does not allow the action (docs/architecture.md, the
     /// lifecycle table).
     IllegalTransition,
+    /// A provider callback's amount or currency differs from the payment intent.
+    PaymentMismatch,
     /// The show confirms bookings through payments: a plain user cannot confirm.
     PaymentRequired,
     SalesClosed,

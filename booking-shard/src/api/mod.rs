@@ -43,6 +43,19 @@ pub struct AppState {
     pub streams: Arc<StreamGate>,
     /// Proxies (e.g. the gateway) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// The payment provider's callback key (`spec.payments`, mode provider).
+    pub payments: Arc<PaymentKeys>,
+}
+
+/// What a provider callback is checked against.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentKeys {
+    /// The provider's name in the callback path.
+    pub provider: Option<String>,
+    /// Its signing secret (read from `--payment-secret-file`).
+    pub secret: Option<Vec<u8>>,
+    /// How far a callback's timestamp may be from our clock, in seconds.
+    pub tolerance_s: i64,
 }
 
 /// The largest request body accepted.

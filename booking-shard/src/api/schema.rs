@@ -159,6 +159,44 @@ pub struct ConfirmRequest {
     pub payment_reference: String,
 }
 
+/// A checkout's answer: the hold, now waiting for its payment, and what to pay.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutView {
+    pub hold: crate::shard::HoldView,
+    pub intent: IntentView,
+}
+
+/// A payment intent: the amount and currency the server computed from the held seats.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntentView {
+    /// Pass it to the provider; its callback names it.
+    pub id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// The end of the payment window (Unix ms).
+    pub expires_at_ms: i64,
+}
+
+/// A provider callback's body (signed as received).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackBody {
+    /// The provider's event id: a replay gets the first answer.
+    pub id: String,
+    /// payment.succeeded, payment.failed or refund.succeeded.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The payment intent (from the checkout).
+    pub intent: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// The provider's payment id (the booking's payment reference; default: the
+    /// event id).
+    pub payment: Option<String>,
+}
+
 /// What the door scanner read: the ticket code the booking's owner was given.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

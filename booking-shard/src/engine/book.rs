@@ -61,6 +61,16 @@ impl HoldEntry {
         self.deadline
     }
 
+    /// Where the hold is in a booking's life: waiting for its payment after a
+    /// checkout, else held.
+    pub fn state(&self) -> super::BookingState {
+        if self.record.payment_intent.is_some() {
+            super::BookingState::PaymentPending
+        } else {
+            super::BookingState::Held
+        }
+    }
+
     /// A copy (tests build corrupted books from one).
     #[cfg(test)]
     pub(crate) fn clone_for_test(&self) -> Self {
@@ -241,6 +251,7 @@ mod tests {
             idempotency_key: None,
             created_at_ms: 0,
             request_digest: String::new(),
+            payment_intent: None,
         };
         book.insert(slot, HoldEntry::new(record, holding, deadline, phase));
     }

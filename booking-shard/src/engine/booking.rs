@@ -87,6 +87,8 @@ impl Booking {
 /// What a confirm writes.
 #[derive(Debug, Clone)]
 pub struct NewBooking {
+    /// The audit row written with it.
+    pub audit: super::lifecycle::AuditRow,
     pub user: String,
     pub hold_id: String,
     pub payment_reference: String,

@@ -4,10 +4,21 @@ use boxoffice_contract::HoldRecord;
 use boxoffice_crds::SeatId;
 
 use super::{
-    Booking, Engine, Event, Failure, GeneralTickets, HoldPhase, NewBooking, Now, Reaction, Result,
+    AuditRow, Booking, BookingAction, BookingState, Engine, Event, Failure, GeneralTickets, HoldPhase, NewBooking, Now, Reaction, Result,
     SeatChange, ShardError,
 };
 use crate::inventory::{Holding, Inventory, SeatIndex};
+
+/// Who confirms a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmer<'a> {
+    /// The hold's user.
+    User(&'a str),
+    /// A service with the `payments` role (trustedService mode).
+    Service,
+    /// A provider callback whose signature was verified (provider mode).
+    Provider,
+}
 
 /// What a confirm decided.
 #[derive(Debug)]
@@ -25,7 +36,8 @@ pub enum ConfirmDecision {
 }
 
 impl Engine {
-    /// Decides a confirm of `hold_id` by `user`.
+    /// Decides a confirm of `hold_id` by its `user` (the show's payment mode decides
+    /// whether a user may confirm at all).
     pub fn confirm(
         &mut self,
         user: &str,
@@ -33,13 +45,31 @@ impl Engine {
         payment_reference: &str,
         now: Now,
     ) -> Result<ConfirmDecision> {
+        self.confirm_by(Confirmer::User(user), hold_id, payment_reference, now)
+    }
+
+    /// Decides a confirm of `hold_id` by `by`: its user, a trusted service, or a
+    /// verified provider callback (the lifecycle table's confirm and paid columns).
+    pub fn confirm_by(
+        &mut self,
+        by: Confirmer<'_>,
+        hold_id: &str,
+        payment_reference: &str,
+        now: Now,
+    ) -> Result<ConfirmDecision> {
+        let owner = match by {
+            Confirmer::User(user) => Some(user),
+            Confirmer::Service | Confirmer::Provider => None,
+        };
         let Some((_, entry)) = self.book.entry(hold_id) else {
-            if self.book.expired_for(hold_id, user) {
+            if let Some(user) = owner
+                && self.book.expired_for(hold_id, user)
+            {
                 return Err(ShardError::Expired);
             }
             return Ok(ConfirmDecision::LookUp);
         };
-        if entry.record.user != user {
+        if owner.is_some_and(|user| entry.record.user != user) {
             return Err(ShardError::NotFound);
         }
         match entry.phase {
@@ -50,10 +80,33 @@ impl Engine {
         if entry.deadline() <= now.mono {
             return Err(ShardError::Expired);
         }
+        let mode = self.rules.payments.mode;
+        let action = match by {
+            Confirmer::User(_) => BookingAction::Confirm {
+                mode,
+                trusted: false,
+            },
+            Confirmer::Service => BookingAction::Confirm {
+                mode,
+                trusted: true,
+            },
+            Confirmer::Provider => BookingAction::Paid { seats_free: true },
+        };
+        entry.state().apply(action).map_err(ShardError::Illegal)?;
+        let user = entry.record.user.clone();
         let (amount_minor, currency) = self.rules.price_of(&self.book.inventory, &entry.holding);
         let record = entry.record.clone();
+        let audit = AuditRow {
+            actor: user.clone(),
+            role: "user".into(),
+            from: entry.state(),
+            to: BookingState::Confirmed,
+            action: action.as_str().into(),
+            reason: String::new(),
+        };
         let booking = NewBooking {
-            user: user.to_string(),
+            audit,
+            user,
             hold_id: hold_id.to_string(),
             payment_reference: payment_reference.to_string(),
             amount_minor,

@@ -103,6 +103,7 @@ impl Engine {
             idempotency_key: cmd.idempotency_key,
             created_at_ms: cmd.now.wall_ms,
             request_digest: digest,
+            payment_intent: None,
         };
         let entry = HoldEntry::new(
             record.clone(),
@@ -162,6 +163,10 @@ impl Engine {
         if entry.phase != HoldPhase::Live {
             return Err(ShardError::busy());
         }
+        entry
+            .state()
+            .apply(super::BookingAction::Release)
+            .map_err(ShardError::Illegal)?;
         entry.phase = HoldPhase::Ending;
         Ok(Effect::DeleteHolds(
             vec![entry.record.clone()],

@@ -111,6 +111,22 @@ impl fmt::Display for BookingState {
     }
 }
 
+/// One row of a booking's audit trail (`booking_audit`), written in the transaction
+/// that changes its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Who: a user id, a service's subject, or `provider:<name>`.
+    pub actor: String,
+    /// In which role: user, staff, payments, provider, system.
+    pub role: String,
+    pub from: BookingState,
+    pub to: BookingState,
+    /// The action (`BookingAction::as_str`).
+    pub action: String,
+    /// Why, for people (a provider event id, "the hold expired").
+    pub reason: String,
+}
+
 /// What may happen to a booking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BookingAction<'a> {

@@ -29,6 +29,7 @@ mod confirm;
 pub mod error;
 mod holds;
 pub mod lifecycle;
+mod payments;
 mod load;
 pub mod rules;
 
@@ -41,10 +42,13 @@ mod tests;
 
 pub use book::{Book, HoldEntry, HoldPhase};
 pub use booking::{Booking, BookingStatus, GeneralTickets, NewBooking, Sold};
-pub use confirm::ConfirmDecision;
+pub use confirm::{ConfirmDecision, Confirmer};
+pub use payments::{CheckoutDecision, Intent};
 pub use error::{BadInput, Result, ShardError};
 pub use holds::{HoldCommand, HoldDecision};
-pub use lifecycle::{BookingAction, BookingState, IllegalTransition, PaymentMode, Transition};
+pub use lifecycle::{
+    AuditRow, BookingAction, BookingState, IllegalTransition, PaymentMode, Transition,
+};
 pub use load::Loaded;
 pub use rules::{HoldRequest, Now, PaymentRules, Rules};
 

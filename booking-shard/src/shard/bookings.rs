@@ -4,8 +4,19 @@
 use tracing::{error, warn};
 
 use super::{DB_TIMEOUT, Leadership, Result, Shard, ShardError, bump, failure};
-use crate::engine::{ConfirmDecision, Now};
-use crate::store::{Booking, StoreError};
+use crate::engine::{BookingState, ConfirmDecision, Confirmer, Now};
+
+/// Who a confirm's audit row names, and why.
+#[derive(Debug, Clone)]
+pub struct AuditAs {
+    pub actor: String,
+    pub role: &'static str,
+    pub reason: String,
+    /// The state the trail is in when it differs from the hold's (a late payment
+    /// confirms a hold that had expired).
+    pub from: Option<BookingState>,
+}
+use crate::store::{Booking, StoreError, Who};
 
 impl Shard {
     /// Confirms a hold into a booking. Confirming the same hold again returns the
@@ -16,21 +27,50 @@ impl Shard {
         hold_id: &str,
         payment_reference: &str,
     ) -> Result<(Booking, bool)> {
+        let audit = AuditAs {
+            actor: user.to_string(),
+            role: "user",
+            reason: String::new(),
+            from: None,
+        };
+        self.confirm_by(Confirmer::User(user), audit, hold_id, payment_reference)
+            .await
+    }
+
+    /// Confirms a hold by `by` (its user, a trusted service, a verified provider
+    /// callback), writing `audit`'s row with the booking.
+    pub async fn confirm_by(
+        &self,
+        by: Confirmer<'_>,
+        audit: AuditAs,
+        hold_id: &str,
+        payment_reference: &str,
+    ) -> Result<(Booking, bool)> {
         let l = self.leadership()?;
         let decided = self
             .engine(&l)
-            .confirm(user, hold_id, payment_reference, Now::read())?;
-        let (record, new) = match decided {
+            .confirm_by(by, hold_id, payment_reference, Now::read())?;
+        let (record, mut new) = match decided {
             ConfirmDecision::Write { record, booking } => (record, booking),
             // Not a live hold: already confirmed (by this or an earlier leader)?
             ConfirmDecision::LookUp => {
+                let owner = match by {
+                    Confirmer::User(user) => Some(user),
+                    _ => None,
+                };
                 return match self.store.booking_for_hold(hold_id).await {
-                    Ok(Some(b)) if b.user == user => Ok((b, false)),
+                    Ok(Some(b)) if owner.is_none_or(|u| b.user == u) => Ok((b, false)),
                     Ok(_) => Err(ShardError::NotFound),
                     Err(e) => Err(self.store_error(&l, e)),
                 };
             }
         };
+        new.audit.actor = audit.actor;
+        new.audit.role = audit.role.to_string();
+        new.audit.reason = audit.reason;
+        if let Some(from) = audit.from {
+            new.audit.from = from;
+        }
         if let Err(e) = self.coord.check_hold(l.epoch, hold_id).await {
             let reaction = self.engine(&l).confirm_check_failed(hold_id, failure(&e));
             return Err(self.react(&l, reaction).await);
@@ -102,7 +142,13 @@ impl Shard {
     }
 
     /// Cancels a booking; its seats return to sale.
-    pub async fn cancel(&self, user: &str, staff: bool, reference: &str) -> Result<Booking> {
+    pub async fn cancel(
+        &self,
+        user: &str,
+        staff: bool,
+        reference: &str,
+        who: Who<'_>,
+    ) -> Result<Booking> {
         let l = self.leadership()?;
         let existing = self
             .store
@@ -115,7 +161,7 @@ impl Shard {
         }
         let (booking, changed) = self
             .store
-            .cancel(l.epoch, reference)
+            .cancel(l.epoch, reference, who)
             .await
             .map_err(|e| self.store_error(&l, e))?;
         if changed {
@@ -130,10 +176,11 @@ impl Shard {
         &self,
         reference: &str,
         idempotency_key: Option<&str>,
+        who: Who<'_>,
     ) -> Result<Booking> {
         let l = self.leadership()?;
         self.store
-            .check_in(l.epoch, reference, idempotency_key)
+            .check_in(l.epoch, reference, idempotency_key, who)
             .await
             .map_err(|e| self.store_error(&l, e))
     }

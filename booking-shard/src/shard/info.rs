@@ -117,6 +117,9 @@ pub struct HoldView {
     pub amount_minor: i64,
     pub currency: String,
     pub status: HoldStatus,
+    /// After a checkout: the payment intent the hold waits for (`payment_pending`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<String>,
 }
 
 /// A change of seats, for Server-Sent Events.
@@ -166,6 +169,7 @@ impl From<HoldFacts> for HoldView {
             expires_at_ms: f.record.expires_at_ms,
             amount_minor: f.amount_minor,
             currency: f.currency,
+            payment_intent: f.record.payment_intent,
             status: match f.phase {
                 HoldPhase::Confirming => HoldStatus::Confirming,
                 _ => HoldStatus::Held,

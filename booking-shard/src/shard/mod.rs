@@ -13,10 +13,13 @@ mod holds;
 mod info;
 mod leader;
 mod limiter;
+mod payments;
 
 pub use crate::engine::{BadInput, HoldRequest, Result, ShardError};
 pub use info::{HoldStatus, HoldView, PublicSeatEvent, SeatEvent, ShowInfo};
 pub use limiter::RateLimiter;
+pub use payments::{Callback, CallbackKind};
+pub use bookings::AuditAs;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};

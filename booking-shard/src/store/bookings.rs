@@ -3,7 +3,29 @@
 use sqlx::{Postgres, Row, Transaction};
 
 use super::{Booking, GeneralTickets, Result, Store, StoreError};
-use crate::engine::{BookingAction, BookingState, BookingStatus, IllegalTransition, Transition};
+use crate::engine::{
+    AuditRow, BookingAction, BookingState, BookingStatus, IllegalTransition, Transition,
+};
+
+/// Who changes a booking: (actor, role), for its audit row.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    pub actor: &'a str,
+    pub role: &'a str,
+}
+
+impl Who<'_> {
+    fn row(self, from: BookingState, to: BookingState, action: BookingAction<'_>) -> AuditRow {
+        AuditRow {
+            actor: self.actor.to_string(),
+            role: self.role.to_string(),
+            from,
+            to,
+            action: action.as_str().to_string(),
+            reason: String::new(),
+        }
+    }
+}
 
 /// A transition the booking's state refuses, as the store reports it.
 fn illegal(e: IllegalTransition) -> StoreError {
@@ -151,7 +173,7 @@ impl Store {
     /// Cancels a booking (seats return to sale; for a paid one a refund is recorded as
     /// pending).
     /// Cancelling a cancelled booking returns it unchanged.
-    pub async fn cancel(&self, epoch: i64, reference: &str) -> Result<(Booking, bool)> {
+    pub async fn cancel(&self, epoch: i64, reference: &str, who: Who<'_>) -> Result<(Booking, bool)> {
         let (mut tx, booking) = self.fenced_booking(epoch, reference).await?;
         let action = BookingAction::Cancel {
             paid: booking.paid(),
@@ -164,6 +186,8 @@ impl Store {
             Transition::To(to) => to,
         };
         let refund = (to == BookingState::RefundPending).then_some("pending");
+        let row = who.row(booking.state(), to, action);
+        self.audit(&mut tx, &booking.hold_id, &row, epoch).await?;
         sqlx::query(
             "UPDATE bookings SET status = 'cancelled', refund_status = $2, updated_at = now() \
              WHERE id = $1",
@@ -199,6 +223,7 @@ impl Store {
         epoch: i64,
         reference: &str,
         key: Option<&str>,
+        who: Who<'_>,
     ) -> Result<Booking> {
         let (mut tx, booking) = self.fenced_booking(epoch, reference).await?;
         let state = booking.state();
@@ -215,10 +240,12 @@ impl Store {
             key,
             first_key: first_key.as_deref(),
         };
-        if state.apply(action).map_err(illegal)? == Transition::Unchanged {
+        let Transition::To(to) = state.apply(action).map_err(illegal)? else {
             tx.commit().await?;
             return Ok(booking);
-        }
+        };
+        let row = who.row(state, to, action);
+        self.audit(&mut tx, &booking.hold_id, &row, epoch).await?;
         sqlx::query(
             "UPDATE bookings SET checked_in_at = now(), check_in_key = $2, updated_at = now() \
              WHERE id = $1",

@@ -155,6 +155,24 @@ impl Store {
         let (mut seat_bookings, mut seats) = (Vec::new(), Vec::new());
         let (mut ticket_bookings, mut areas, mut quantities) = (Vec::new(), Vec::new(), Vec::new());
         let (mut event_bookings, mut payloads) = (Vec::new(), Vec::new());
+        let mut audit: [Vec<String>; 7] = Default::default();
+        for (new, b) in news.iter().zip(&bookings) {
+            if b.is_none() {
+                continue;
+            }
+            let a = &new.audit;
+            for (column, value) in audit.iter_mut().zip([
+                &new.hold_id,
+                &a.actor,
+                &a.role,
+                &a.from.as_str().to_string(),
+                &a.to.as_str().to_string(),
+                &a.action,
+                &a.reason,
+            ]) {
+                column.push(value.clone());
+            }
+        }
         for b in bookings.iter().flatten() {
             for seat in &b.seats {
                 seat_bookings.push(b.id.clone());
@@ -185,7 +203,12 @@ impl Store {
                        GROUP BY y.a) d \
                  WHERE g.show = $1 AND g.area = d.a RETURNING g.area), \
              events AS (INSERT INTO booking_events (show, booking_id, kind, payload, epoch) \
-                 SELECT $1, x.b, 'confirmed', x.p, $7 FROM unnest($8::text[], $9::jsonb[]) AS x(b, p)) \
+                 SELECT $1, x.b, 'confirmed', x.p, $7 FROM unnest($8::text[], $9::jsonb[]) AS x(b, p)), \
+             audit AS (INSERT INTO booking_audit \
+                 (show, hold_id, actor, role, from_state, to_state, action, reason, epoch) \
+                 SELECT $1, x.h, x.a, x.r, x.f, x.t, x.c, x.w, $7 \
+                 FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
+                             $15::text[], $16::text[]) AS x(h, a, r, f, t, c, w)) \
              SELECT count(*) FROM areas",
         )
         .bind(&self.show)
@@ -197,6 +220,13 @@ impl Store {
         .bind(epoch)
         .bind(&event_bookings)
         .bind(&payloads)
+        .bind(&audit[0])
+        .bind(&audit[1])
+        .bind(&audit[2])
+        .bind(&audit[3])
+        .bind(&audit[4])
+        .bind(&audit[5])
+        .bind(&audit[6])
         .fetch_one(&mut *tx)
         .await;
         match counted {
@@ -323,7 +353,10 @@ impl Store {
         let payload = serde_json::to_value(&booking).unwrap_or_default();
         let result = sqlx::query(
             "WITH seats AS (INSERT INTO booking_seats (booking_id, show, seat, status) \
-                 SELECT $1, $2, unnest($3::text[]), 'confirmed') \
+                 SELECT $1, $2, unnest($3::text[]), 'confirmed'), \
+             audit AS (INSERT INTO booking_audit \
+                 (show, hold_id, actor, role, from_state, to_state, action, reason, epoch) \
+                 VALUES ($2, $6, $7, $8, $9, $10, $11, $12, $5)) \
              INSERT INTO booking_events (show, booking_id, kind, payload, epoch) \
              VALUES ($2, $1, 'confirmed', $4, $5)",
         )
@@ -332,6 +365,13 @@ impl Store {
         .bind(&new.seats)
         .bind(payload)
         .bind(epoch)
+        .bind(&new.hold_id)
+        .bind(&new.audit.actor)
+        .bind(&new.audit.role)
+        .bind(new.audit.from.as_str())
+        .bind(new.audit.to.as_str())
+        .bind(&new.audit.action)
+        .bind(&new.audit.reason)
         .execute(&mut *tx)
         .await;
         if let Err(e) = result {

@@ -15,6 +15,7 @@ mod bookings;
 mod confirm;
 mod fencing;
 mod outbox;
+mod payments;
 mod show;
 
 use std::time::Duration;
@@ -26,6 +27,8 @@ use tokio::sync::mpsc;
 use confirm::{ConfirmJob, confirm_group_commit};
 
 pub use crate::engine::{Booking, GeneralTickets, NewBooking, Sold};
+pub use bookings::Who;
+pub use payments::{EventAnswer, HistoryEntry};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

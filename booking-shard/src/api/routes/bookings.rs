@@ -12,7 +12,7 @@ use super::super::schema::{BookingList, BookingView, CheckInRequest, Page};
 use super::holds::status_stream;
 use super::{detached, idempotency_key};
 use crate::shard::SeatEvent;
-use crate::store::Booking;
+use crate::store::{Booking, Who};
 
 /// The most bookings one page holds.
 const MAX_PAGE: u32 = 100;
@@ -154,7 +154,14 @@ pub(super) async fn cancel_booking(
     let shard = state.shard.clone();
     let who = user.clone();
     let booking =
-        detached(async move { shard.cancel(&user.id, user.staff, &reference).await }).await??;
+        detached(async move {
+            let by = Who {
+                actor: &user.id,
+                role: user.role(),
+            };
+            shard.cancel(&user.id, user.staff, &reference, by).await
+        })
+        .await??;
     Ok(Json(BookingView::of(&state, &who, booking)).into_response())
 }
 
@@ -188,7 +195,7 @@ pub(super) async fn cancel_booking(
 pub(super) async fn check_in(
     State(state): State<AppState>,
     ApiPath(ids): ApiPath<(String, String)>,
-    _staff: Staff,
+    Staff(staff): Staff,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CheckInRequest>,
 ) -> Result<Response, ApiError> {
@@ -204,7 +211,14 @@ pub(super) async fn check_in(
     }
     let shard = state.shard.clone();
     let booking =
-        detached(async move { shard.check_in(&reference, key.as_deref()).await }).await??;
+        detached(async move {
+            let by = Who {
+                actor: &staff.id,
+                role: staff.role(),
+            };
+            shard.check_in(&reference, key.as_deref(), by).await
+        })
+        .await??;
     Ok(Json(booking).into_response())
 }
 

@@ -4,6 +4,7 @@
 
 mod bookings;
 mod holds;
+mod payments;
 mod show;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -35,6 +36,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bookings::cancel_booking))
         .routes(routes!(bookings::check_in))
         .routes(routes!(bookings::booking_events))
+        .routes(routes!(payments::checkout))
+        .routes(routes!(payments::callback))
+        .routes(routes!(payments::history))
 }
 
 /// Every route is under `/v1/shows/{show}`; a shard serves one show, so any other name

@@ -97,6 +97,7 @@ fn a_new_leader_loads_sales_and_live_holds_and_cleans_up_the_rest() {
         idempotency_key: None,
         created_at_ms: 0,
         request_digest: String::new(),
+        payment_intent: None,
     };
     let sold = Sold {
         seats: vec!["main:A:1".into()],

@@ -159,6 +159,11 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=7200))]
     pub hold_ttl_seconds: Option<u64>,
 
+    /// Override the show's payment window (seconds), e.g. for tests and demos; the
+    /// Show's `payments.window` (1m..1h) applies when unset.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_WINDOW_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub payment_window_seconds: Option<u64>,
+
     /// Hold attempts each user may make per second (0 disables the limit).
     #[arg(long, env = "BOXOFFICE_HOLD_RATE", default_value_t = 5.0)]
     pub hold_rate: f64,

@@ -120,6 +120,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(secs) = config.hold_ttl_seconds {
         show.rules.hold_ttl = std::time::Duration::from_secs(secs);
     }
+    if let Some(secs) = config.payment_window_seconds {
+        show.rules.payments.window = std::time::Duration::from_secs(secs);
+    }
     let (auth, keys) = auth(&config, &show.key())?;
     let payment_secret = payment_secret(&config, &show)?;
     let payment_provider = show

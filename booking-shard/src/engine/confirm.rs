@@ -4,8 +4,8 @@ use boxoffice_contract::HoldRecord;
 use boxoffice_crds::SeatId;
 
 use super::{
-    AuditRow, Booking, BookingAction, BookingState, Engine, Event, Failure, GeneralTickets, HoldPhase, NewBooking, Now, Reaction, Result,
-    SeatChange, ShardError,
+    AuditRow, Booking, BookingAction, BookingState, Engine, Event, Failure, GeneralTickets,
+    HoldPhase, NewBooking, Now, Reaction, Result, SeatChange, ShardError,
 };
 use crate::inventory::{Holding, Inventory, SeatIndex};
 

@@ -29,8 +29,8 @@ mod confirm;
 pub mod error;
 mod holds;
 pub mod lifecycle;
-mod payments;
 mod load;
+mod payments;
 pub mod rules;
 
 #[cfg(test)]
@@ -43,13 +43,13 @@ mod tests;
 pub use book::{Book, HoldEntry, HoldPhase};
 pub use booking::{Booking, BookingStatus, GeneralTickets, NewBooking, Sold};
 pub use confirm::{ConfirmDecision, Confirmer};
-pub use payments::{CheckoutDecision, Intent};
 pub use error::{BadInput, Result, ShardError};
 pub use holds::{HoldCommand, HoldDecision};
 pub use lifecycle::{
     AuditRow, BookingAction, BookingState, IllegalTransition, PaymentMode, Transition,
 };
 pub use load::Loaded;
+pub use payments::{CheckoutDecision, Intent};
 pub use rules::{HoldRequest, Now, PaymentRules, Rules};
 
 use boxoffice_contract::HoldRecord;

@@ -73,8 +73,8 @@ impl Shard {
     pub async fn checkout(&self, user: &str, hold_id: &str) -> Result<(HoldView, Intent)> {
         let l = self.leadership()?;
         let decided = self.engine(&l).checkout(user, hold_id, Now::read())?;
-        let (facts, intent) = match decided {
-            crate::engine::CheckoutDecision::Existing(facts, intent) => (facts, intent),
+        let (facts, intent, moved) = match decided {
+            crate::engine::CheckoutDecision::Existing(facts, intent) => (facts, intent, false),
             crate::engine::CheckoutDecision::Write(record, intent) => {
                 let written = async {
                     let lease = self.coord.hold_lease(record.expires_at_ms).await?;
@@ -82,7 +82,7 @@ impl Shard {
                 }
                 .await;
                 match written {
-                    Ok(()) => (self.engine(&l).extended(record)?, intent),
+                    Ok(()) => (self.engine(&l).extended(record)?, intent, true),
                     Err(e) => {
                         let reaction = self.engine(&l).extend_failed(&record, failure(&e));
                         return Err(self.react(&l, reaction).await);
@@ -99,7 +99,7 @@ impl Shard {
         );
         audit.reason = intent.id.clone();
         self.store
-            .record_intent(l.epoch, &intent, &audit)
+            .record_intent(l.epoch, &intent, &audit, moved)
             .await
             .map_err(|e| self.store_error(&l, e))?;
         Ok((facts.into(), intent))
@@ -126,8 +126,7 @@ impl Shard {
             .await
             .map_err(store_err)?
             .ok_or(ShardError::NotFound)?;
-        let answered = if intent.amount_minor != cb.amount_minor || intent.currency != cb.currency
-        {
+        let answered = if intent.amount_minor != cb.amount_minor || intent.currency != cb.currency {
             warn!(
                 provider,
                 event = %cb.id,
@@ -143,10 +142,23 @@ impl Shard {
             )
         } else {
             let actor = format!("provider:{provider}");
-            match cb.kind {
-                CallbackKind::Paid => self.paid(&l, &actor, &intent, cb).await?,
-                CallbackKind::Failed => self.payment_failed(&l, &actor, &intent, cb).await?,
-                CallbackKind::Refunded => self.refund_done(&l, &actor, &intent, cb).await?,
+            let handled = match cb.kind {
+                CallbackKind::Paid => self.paid(&l, &actor, &intent, cb).await,
+                CallbackKind::Failed => self.payment_failed(&l, &actor, &intent, cb).await,
+                CallbackKind::Refunded => self.refund_done(&l, &actor, &intent, cb).await,
+            };
+            match handled {
+                Ok(answer) => answer,
+                // A definite refusal is the event's answer for good (remembered).
+                Err(ShardError::Illegal(e)) => {
+                    warn!(provider, event = %cb.id, intent = %intent.id, refused = %e,
+                        "payment callback refused by the booking's state");
+                    answer(
+                        409,
+                        json!({"error": {"code": "illegal_transition", "message": e.to_string()}}),
+                    )
+                }
+                Err(e) => return Err(e),
             }
         };
         self.store
@@ -175,7 +187,12 @@ impl Shard {
             )
         };
         match self
-            .confirm_by(Confirmer::Provider, audit(None), &intent.hold_id, &cb.payment)
+            .confirm_by(
+                Confirmer::Provider,
+                audit(None),
+                &intent.hold_id,
+                &cb.payment,
+            )
             .await
         {
             Ok((booking, _)) => return Ok(confirmed(booking)),
@@ -288,6 +305,17 @@ impl Shard {
     ) -> Result<EventAnswer> {
         let decided = self.engine(l).payment_failed(&intent.hold_id)?;
         let Some(record) = decided else {
+            // Not waiting here: a booking refuses a failure after its success.
+            let booked = self
+                .store
+                .booking_for_hold(&intent.hold_id)
+                .await
+                .map_err(|e| self.store_error(l, e))?;
+            if let Some(b) = booked {
+                b.state()
+                    .apply(crate::engine::BookingAction::PaymentFailed)
+                    .map_err(ShardError::Illegal)?;
+            }
             return Ok(answer(200, json!({"state": "unchanged"})));
         };
         let written = async {
@@ -330,7 +358,11 @@ impl Shard {
             "refunded",
         );
         done.reason = cb.id.clone();
-        match self.store.refunded(l.epoch, &intent.hold_id, done.clone()).await {
+        match self
+            .store
+            .refunded(l.epoch, &intent.hold_id, done.clone())
+            .await
+        {
             Ok(b) => Ok(answer(
                 200,
                 json!({"state": b.state().as_str(), "reference": b.reference}),
@@ -351,9 +383,7 @@ impl Shard {
                             .map_err(|e| self.store_error(l, e))?;
                         Ok(answer(200, json!({"state": "refunded"})))
                     }
-                    Some(BookingState::Refunded) => {
-                        Ok(answer(200, json!({"state": "refunded"})))
-                    }
+                    Some(BookingState::Refunded) => Ok(answer(200, json!({"state": "refunded"}))),
                     _ => Err(ShardError::Illegal(
                         crate::engine::IllegalTransition::NoRefundPending,
                     )),

@@ -173,7 +173,12 @@ impl Store {
     /// Cancels a booking (seats return to sale; for a paid one a refund is recorded as
     /// pending).
     /// Cancelling a cancelled booking returns it unchanged.
-    pub async fn cancel(&self, epoch: i64, reference: &str, who: Who<'_>) -> Result<(Booking, bool)> {
+    pub async fn cancel(
+        &self,
+        epoch: i64,
+        reference: &str,
+        who: Who<'_>,
+    ) -> Result<(Booking, bool)> {
         let (mut tx, booking) = self.fenced_booking(epoch, reference).await?;
         let action = BookingAction::Cancel {
             paid: booking.paid(),

@@ -56,9 +56,16 @@ impl Store {
         Ok(())
     }
 
-    /// Records a checkout's intent and its audit row (held → payment pending), once:
-    /// a retried checkout records nothing new.
-    pub async fn record_intent(&self, epoch: i64, intent: &Intent, row: &AuditRow) -> Result<()> {
+    /// Records a checkout's intent (once per hold) and its audit row (held → payment
+    /// pending) when `moved` (this checkout changed the hold) or the intent is new (a
+    /// retry after the row's first write failed); a plain retry records nothing.
+    pub async fn record_intent(
+        &self,
+        epoch: i64,
+        intent: &Intent,
+        row: &AuditRow,
+        moved: bool,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         self.check_epoch(&mut tx, epoch).await?;
         let inserted = sqlx::query(
@@ -81,7 +88,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if inserted == 1 {
+        if inserted == 1 || moved {
             self.audit(&mut tx, &intent.hold_id, row, epoch).await?;
         }
         tx.commit().await?;
@@ -113,7 +120,11 @@ impl Store {
     }
 
     /// The first answer to a provider event, if it was answered.
-    pub async fn payment_event(&self, provider: &str, event_id: &str) -> Result<Option<EventAnswer>> {
+    pub async fn payment_event(
+        &self,
+        provider: &str,
+        event_id: &str,
+    ) -> Result<Option<EventAnswer>> {
         let row = sqlx::query(
             "SELECT status, answer FROM payment_events \
              WHERE show = $1 AND provider = $2 AND event_id = $3",
@@ -202,10 +213,12 @@ impl Store {
             tx.commit().await?;
             return Ok(booking);
         };
-        sqlx::query("UPDATE bookings SET refund_status = 'refunded', updated_at = now() WHERE id = $1")
-            .bind(&booking.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE bookings SET refund_status = 'refunded', updated_at = now() WHERE id = $1",
+        )
+        .bind(&booking.id)
+        .execute(&mut *tx)
+        .await?;
         (row.from, row.to) = (from, to);
         self.audit(&mut tx, hold_id, &row, epoch).await?;
         self.finish(tx, &booking.id, "refunded", epoch).await

@@ -153,15 +153,14 @@ pub(super) async fn cancel_booking(
     let reference = ids.1;
     let shard = state.shard.clone();
     let who = user.clone();
-    let booking =
-        detached(async move {
-            let by = Who {
-                actor: &user.id,
-                role: user.role(),
-            };
-            shard.cancel(&user.id, user.staff, &reference, by).await
-        })
-        .await??;
+    let booking = detached(async move {
+        let by = Who {
+            actor: &user.id,
+            role: user.role(),
+        };
+        shard.cancel(&user.id, user.staff, &reference, by).await
+    })
+    .await??;
     Ok(Json(BookingView::of(&state, &who, booking)).into_response())
 }
 
@@ -210,15 +209,14 @@ pub(super) async fn check_in(
         ));
     }
     let shard = state.shard.clone();
-    let booking =
-        detached(async move {
-            let by = Who {
-                actor: &staff.id,
-                role: staff.role(),
-            };
-            shard.check_in(&reference, key.as_deref(), by).await
-        })
-        .await??;
+    let booking = detached(async move {
+        let by = Who {
+            actor: &staff.id,
+            role: staff.role(),
+        };
+        shard.check_in(&reference, key.as_deref(), by).await
+    })
+    .await??;
     Ok(Json(booking).into_response())
 }
 

@@ -123,9 +123,8 @@ pub(super) async fn callback(
     let wire: Wire = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::InvalidRequest, format!("callback body: {e}"))
     })?;
-    let kind = CallbackKind::parse(&wire.kind).ok_or_else(|| {
-        ApiError::bad_request(ErrorCode::InvalidRequest, "unknown callback type")
-    })?;
+    let kind = CallbackKind::parse(&wire.kind)
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidRequest, "unknown callback type"))?;
     if wire.id.is_empty() || wire.id.len() > 256 {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidRequest,
@@ -141,8 +140,7 @@ pub(super) async fn callback(
         currency: wire.currency,
     };
     let shard = state.shard.clone();
-    let answer =
-        detached(async move { shard.payment_callback(&provider, &cb).await }).await??;
+    let answer = detached(async move { shard.payment_callback(&provider, &cb).await }).await??;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     Ok((status, Json(answer.body)).into_response())
 }

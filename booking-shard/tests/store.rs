@@ -1,6 +1,7 @@
 //! The PostgreSQL store against a real server: the group commit of confirms, and what
 //! each confirm of a group is answered when one of them is refused.
 
+use booking_shard::engine::{AuditRow, BookingState};
 use booking_shard::store::{GeneralTickets, NewBooking, Store, StoreError};
 use boxoffice_e2e::PostgresServer;
 use futures::future::join_all;
@@ -23,6 +24,14 @@ async fn store() -> Store {
 
 fn seats(hold: &str, seats: &[&str]) -> NewBooking {
     NewBooking {
+        audit: AuditRow {
+            actor: format!("user-{hold}"),
+            role: "user".into(),
+            from: BookingState::Held,
+            to: BookingState::Confirmed,
+            action: "confirm".into(),
+            reason: String::new(),
+        },
         user: format!("user-{hold}"),
         hold_id: hold.to_string(),
         payment_reference: format!("pay-{hold}"),
@@ -100,6 +109,14 @@ async fn confirms_queued_together_share_one_transaction() {
     assert_eq!(transactions(&store).await, 1, "one group, one transaction");
     let events = number(&store, "SELECT count(*) FROM booking_events").await;
     assert_eq!(events, 22);
+    // Each booking's audit row, in the same transaction as the booking.
+    let audited = number(
+        &store,
+        "SELECT count(*) FROM booking_audit a JOIN bookings b \
+         ON a.hold_id = b.hold_id AND a.xmin = b.xmin WHERE a.to_state = 'confirmed'",
+    )
+    .await;
+    assert_eq!(audited, 22);
     let sold = number(&store, "SELECT sold FROM general_sold WHERE area = 'pit'").await;
     assert_eq!(sold, 7);
 }
@@ -147,6 +164,9 @@ async fn a_refused_confirm_does_not_take_its_group_down() {
     assert_eq!(sold, 6);
     let bookings = number(&store, "SELECT count(*) FROM bookings").await;
     assert_eq!(bookings, 4);
+    // The refused ones left no audit row; each booking has exactly one.
+    let audited = number(&store, "SELECT count(*) FROM booking_audit").await;
+    assert_eq!(audited, 4);
 }
 
 #[tokio::test]
@@ -162,4 +182,6 @@ async fn a_deposed_leaders_group_is_fenced_whole() {
     }
     let bookings = number(&store, "SELECT count(*) FROM bookings").await;
     assert_eq!(bookings, 0);
+    let audited = number(&store, "SELECT count(*) FROM booking_audit").await;
+    assert_eq!(audited, 0, "a fenced write leaves no audit row");
 }

@@ -141,6 +141,17 @@ pub(crate) fn world(engine: &Engine, world: &World) -> Result<(), String> {
             ));
         }
     }
+    if world.provider_mode
+        && let Some(b) = world
+            .bookings
+            .iter()
+            .find(|b| b.confirmed_by.0 != "provider")
+    {
+        return Err(format!(
+            "booking {} confirmed without a verified payment: {:?}",
+            b.reference, b.confirmed_by
+        ));
+    }
     for reference in &world.acked {
         if !world.bookings.iter().any(|b| &b.reference == reference) {
             return Err(format!("acknowledged booking {reference} is lost"));

@@ -5,10 +5,11 @@
 //! leader that loads from the stores.
 
 mod bookings;
+mod paying;
 pub(crate) mod payments;
 mod world;
 
-pub(crate) use world::{Op, Outcome, SEATS, Want, World, layout, rules};
+pub(crate) use world::{Op, Outcome, SEATS, Want, World, layout, rules, rules_for};
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ pub(crate) struct Sim {
     /// A deliberately broken leader change that forgets what was sold (the negative
     /// control of the invariant check).
     pub broken_load: bool,
+    /// The show's payment mode as the engine is told it (a negative control tells it
+    /// "none" in a provider show).
+    mode: super::PaymentMode,
 }
 
 impl Sim {
@@ -42,7 +46,18 @@ impl Sim {
             now,
             ids: 0,
             broken_load: false,
+            mode: super::PaymentMode::None,
         }
+    }
+
+    /// A sim of a show in `mode`; `engine_mode` is what the engine is told (the same,
+    /// unless a negative control lies to it).
+    pub(crate) fn with_mode(mode: super::PaymentMode, engine_mode: super::PaymentMode) -> Self {
+        let mut sim = Self::new();
+        sim.mode = engine_mode;
+        sim.engine = Engine::new(rules_for(engine_mode), &layout());
+        sim.world.provider_mode = mode == super::PaymentMode::Provider;
+        sim
     }
 
     fn next_id(&mut self) -> String {
@@ -132,7 +147,14 @@ impl Sim {
             .iter()
             .map(|(s, h)| (s.clone(), h.clone()))
             .collect();
-        let loaded = Engine::load(rules(), &layout(), &sold, holds, locks, self.now);
+        let loaded = Engine::load(
+            rules_for(self.mode),
+            &layout(),
+            &sold,
+            holds,
+            locks,
+            self.now,
+        );
         for effect in loaded.effects {
             match effect {
                 Effect::DeleteHolds(records, _) => {
@@ -320,6 +342,9 @@ impl Sim {
                 }
             }
             Op::LeaderChange => self.leader_change(),
+            Op::Checkout { pick, outcome } => self.checkout(*pick, *outcome),
+            Op::Paid { pick, outcome } => self.paid(*pick, *outcome)?,
+            Op::PaymentFailed { pick } => self.payment_failed(*pick),
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ pub(crate) struct Stored {
     pub general: Option<(String, u64)>,
     pub cancelled: bool,
     pub checked_in: bool,
+    /// The audit row written with it: (role, reason), e.g. ("provider", event id).
+    pub confirmed_by: (String, String),
 }
 
 /// What etcd and PostgreSQL hold, and what clients were told.
@@ -30,6 +32,8 @@ pub(crate) struct World {
     pub bookings: Vec<Stored>,
     /// References of bookings a client was answered with.
     pub acked: Vec<String>,
+    /// The show's payments come from a provider: only its verified callbacks confirm.
+    pub provider_mode: bool,
 }
 
 impl World {
@@ -79,6 +83,7 @@ impl World {
                 .map(|g| (g.area.clone(), g.quantity as u64)),
             cancelled: false,
             checked_in: false,
+            confirmed_by: (new.audit.role.clone(), new.audit.reason.clone()),
         };
         self.bookings.push(stored.clone());
         Ok(stored)
@@ -124,6 +129,10 @@ pub(crate) fn layout() -> VenueLayout {
 }
 
 pub(crate) fn rules() -> Rules {
+    rules_for(Default::default())
+}
+
+pub(crate) fn rules_for(mode: super::super::PaymentMode) -> Rules {
     Rules {
         prices: [("std".to_string(), (2500, "EUR".to_string()))].into(),
         hold_ttl: Duration::from_secs(60),
@@ -131,7 +140,10 @@ pub(crate) fn rules() -> Rules {
         max_per_user: 6,
         opens_at_ms: None,
         closes_at_ms: None,
-        payments: Default::default(),
+        payments: super::super::PaymentRules {
+            mode,
+            ..Default::default()
+        },
     }
 }
 
@@ -221,4 +233,18 @@ pub(crate) enum Op {
         secs: u64,
     },
     LeaderChange,
+    /// The owner starts paying for a hold (written like an extension).
+    Checkout {
+        pick: usize,
+        outcome: Outcome,
+    },
+    /// The provider's verified callback: the payment succeeded.
+    Paid {
+        pick: usize,
+        outcome: Outcome,
+    },
+    /// The provider's verified callback: the payment failed.
+    PaymentFailed {
+        pick: usize,
+    },
 }

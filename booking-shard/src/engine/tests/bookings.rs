@@ -140,3 +140,43 @@ fn a_new_leader_loads_sales_and_live_holds_and_cleans_up_the_rest() {
     assert!(e.expire(t.after(Duration::from_secs(9))).is_none());
     assert!(e.expire(t.after(Duration::from_secs(10))).is_some());
 }
+
+#[test]
+fn in_a_provider_show_only_a_verified_payment_confirms_and_a_new_leader_keeps_the_checkout() {
+    use super::super::sim::Outcome;
+    let mut sim = Sim::with_mode(PaymentMode::Provider, PaymentMode::Provider);
+    sim.hold_seats(0, &[0, 1]);
+    sim.confirm_first();
+    assert!(sim.world.bookings.is_empty(), "a user cannot confirm");
+    sim.step(&Op::Checkout {
+        pick: 0,
+        outcome: Outcome::Ok,
+    })
+    .expect("checkout");
+    let id = sim.first_hold().expect("hold").record.id.clone();
+    assert!(sim.world.holds[&id].payment_intent.is_some(), "in etcd");
+    // A new leader loads the checkout from etcd: the hold still waits for its payment.
+    sim.leader_change();
+    assert!(matches!(
+        sim.engine.release("u0", false, &id),
+        Err(ShardError::Illegal(IllegalTransition::PaymentInProgress))
+    ));
+    sim.step(&Op::PaymentFailed { pick: 0 }).expect("failed");
+    assert!(sim.world.holds[&id].payment_intent.is_none(), "held again");
+    sim.step(&Op::Checkout {
+        pick: 0,
+        outcome: Outcome::Ok,
+    })
+    .expect("checkout");
+    sim.step(&Op::Paid {
+        pick: 0,
+        outcome: Outcome::Ok,
+    })
+    .expect("paid");
+    assert_eq!(sim.world.bookings.len(), 1);
+    assert_eq!(
+        sim.world.bookings[0].confirmed_by,
+        ("provider".to_string(), format!("evt_{id}"))
+    );
+    check::world(&sim.engine, &sim.world).expect("consistent");
+}

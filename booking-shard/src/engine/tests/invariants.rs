@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 
+use super::super::PaymentMode;
 use super::super::check;
 use super::super::sim::{Op, Outcome, Sim, Want};
 use crate::inventory::Holding;
@@ -97,14 +98,40 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::CheckIn { pick }),
         2 => (0u64..90).prop_map(|secs| Op::Advance { secs }),
         1 => Just(Op::LeaderChange),
+        2 => (any::<usize>(), outcome()).prop_map(|(pick, outcome)| Op::Checkout { pick, outcome }),
+        3 => (any::<usize>(), outcome()).prop_map(|(pick, outcome)| Op::Paid { pick, outcome }),
+        1 => any::<usize>().prop_map(|pick| Op::PaymentFailed { pick }),
+    ]
+}
+
+/// How a run is broken on purpose (the negative controls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    Nothing,
+    /// A leader change that forgets what was sold.
+    Load,
+    /// A provider show whose engine is told payments are off (users confirm).
+    Mode,
+}
+
+fn mode() -> impl Strategy<Value = PaymentMode> {
+    prop_oneof![
+        Just(PaymentMode::None),
+        Just(PaymentMode::Provider),
+        Just(PaymentMode::TrustedService),
     ]
 }
 
 /// Runs `ops` and checks every invariant after every step and after a last leader
-/// change; `broken`: with the leader change that forgets what was sold.
-fn run(ops: &[Op], broken: bool) -> Result<(), TestCaseError> {
-    let mut sim = Sim::new();
-    sim.broken_load = broken;
+/// change.
+fn run(mode: PaymentMode, ops: &[Op], broken: Broken) -> Result<(), TestCaseError> {
+    let engine_mode = if broken == Broken::Mode {
+        PaymentMode::None
+    } else {
+        mode
+    };
+    let mut sim = Sim::with_mode(mode, engine_mode);
+    sim.broken_load = broken == Broken::Load;
     for (i, op) in ops.iter().enumerate() {
         let stepped = sim.step(op);
         prop_assert!(stepped.is_ok(), "step {i} {op:?}: {stepped:?}");
@@ -117,8 +144,8 @@ fn run(ops: &[Op], broken: bool) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn sequences() -> impl Strategy<Value = Vec<Op>> {
-    proptest::collection::vec(op(), 1..60)
+fn sequences() -> impl Strategy<Value = (PaymentMode, Vec<Op>)> {
+    (mode(), proptest::collection::vec(op(), 1..60))
 }
 
 proptest! {
@@ -127,8 +154,8 @@ proptest! {
     /// Random command sequences keep every invariant after every step, and a new
     /// leader at the end agrees with the stores.
     #[test]
-    fn random_command_sequences_keep_the_invariants(ops in sequences()) {
-        run(&ops, false)?;
+    fn random_command_sequences_keep_the_invariants((mode, ops) in sequences()) {
+        run(mode, &ops, Broken::Nothing)?;
     }
 }
 
@@ -143,6 +170,25 @@ fn the_property_test_finds_a_leader_that_forgets_its_sales() {
         ..ProptestConfig::default()
     };
     let mut runner = proptest::test_runner::TestRunner::new(config);
-    let result = runner.run(&sequences(), |ops| run(&ops, true));
+    let result = runner.run(&sequences(), |(mode, ops)| run(mode, &ops, Broken::Load));
     assert!(result.is_err(), "no run found the broken leader change");
+}
+
+/// And a provider show whose engine lets users confirm must be found selling unpaid
+/// bookings (the runs reach confirms and the check looks at who confirmed).
+#[test]
+fn the_property_test_finds_bookings_confirmed_without_a_payment() {
+    let config = ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        max_shrink_iters: 0,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let provider = (
+        Just(PaymentMode::Provider),
+        proptest::collection::vec(op(), 1..60),
+    );
+    let result = runner.run(&provider, |(mode, ops)| run(mode, &ops, Broken::Mode));
+    assert!(result.is_err(), "no run found an unpaid booking");
 }

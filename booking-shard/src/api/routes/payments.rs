@@ -125,10 +125,16 @@ pub(super) async fn callback(
     })?;
     let kind = CallbackKind::parse(&wire.kind)
         .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidRequest, "unknown callback type"))?;
-    if wire.id.is_empty() || wire.id.len() > 256 {
+    let plain =
+        |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
+    if !plain(&wire.id)
+        || !plain(&wire.intent)
+        || !plain(&wire.currency)
+        || wire.payment.as_deref().is_some_and(|p| !plain(p))
+    {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidRequest,
-            "id must be 1-256 characters",
+            "id, intent, currency and payment must be 1-256 visible ASCII characters",
         ));
     }
     let cb = Callback {
@@ -171,6 +177,12 @@ pub(super) async fn history(
     _staff: Staff,
 ) -> Result<Response, ApiError> {
     let reference = ids.1;
+    if !reference
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::not_found("booking"));
+    }
     let shard = state.shard.clone();
     let rows = detached(async move { shard.history(&reference).await }).await??;
     Ok(Json(rows).into_response())

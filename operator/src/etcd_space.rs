@@ -46,7 +46,9 @@ pub fn condition(space: Option<&EtcdSpace>) -> (bool, &'static str, String) {
         (
             false,
             "NoSpace",
-            format!("{sizes}: the NOSPACE alarm is raised, holds are refused until space is reclaimed"),
+            format!(
+                "{sizes}: the NOSPACE alarm is raised, holds are refused until space is reclaimed"
+            ),
         )
     } else if percent >= WARN_PERCENT {
         (

@@ -211,7 +211,7 @@ pub struct CheckInRequest {
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// The `next` cursor of the previous page.
-    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9-]+$")]
+    #[param(min_length = 1, max_length = 64)]
     #[serde(default)]
     pub after: Option<String>,
     /// At most this many (1-100, default 50).

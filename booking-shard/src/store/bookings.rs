@@ -127,6 +127,10 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<(Vec<Booking>, Option<String>)> {
+        // PostgreSQL refuses a NUL in text; no reference has one.
+        if after.is_some_and(|a| a.contains('\0')) {
+            return Ok((Vec::new(), None));
+        }
         let refs: Vec<String> = sqlx::query_scalar(
             "SELECT b.reference FROM bookings b WHERE b.show = $1 AND b.user_id = $2 \
              AND ($3::text IS NULL OR (b.created_at, b.reference) < \

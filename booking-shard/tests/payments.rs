@@ -678,3 +678,107 @@ async fn a_free_show_confirms_as_before_and_has_no_checkout() {
         "{history}"
     );
 }
+
+/// Bookings confirmed per second through the provider callback against the direct
+/// confirm, in one run on one machine (`cargo test -p booking-shard --test payments --
+/// --ignored --nocapture bench`); docs/benchmarks.md has the ratio. Asserts only that
+/// every confirm went through, never a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn bench_confirms_through_the_callback_against_direct() {
+    const N: usize = 400;
+    const CLIENTS: usize = 32;
+    let mut rates = Vec::new();
+    for mode in ["none", "provider"] {
+        let yaml = if mode == "none" {
+            show_yaml(&format!("bench-{mode}"), 0, 0, Some(N as u32), 4, None)
+        } else {
+            let mut y = show_yaml(&format!("bench-{mode}"), 0, 0, Some(N as u32), 4, None);
+            y.push_str("  payments:\n    mode: provider\n    provider: sim\n    providerSecretRef: {name: pay, key: secret}\n");
+            y
+        };
+        let c = start(&yaml, 1, None, None).await;
+        // Holds (and checkouts) first: only the confirms are timed.
+        let mut prepared = Vec::new();
+        for i in 0..N {
+            let user = format!("bench-{i}");
+            let (s, h) = c
+                .post(
+                    0,
+                    "/holds",
+                    &user,
+                    json!({"general": {"area": "pit", "quantity": 1}}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{h}");
+            let id = h["id"].as_str().expect("id").to_string();
+            let intent = if mode == "provider" {
+                let (s, out) = c
+                    .post(0, &format!("/holds/{id}/checkout"), &user, Value::Null)
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{out}");
+                out["intent"]["id"].as_str().expect("intent").to_string()
+            } else {
+                String::new()
+            };
+            prepared.push((user, id, intent));
+        }
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(prepared));
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            let queue = queue.clone();
+            let (http, base) = (c.http.clone(), c.base(0));
+            let mode = mode.to_string();
+            tasks.push(tokio::spawn(async move {
+                let mut done = 0;
+                loop {
+                    let next = queue.lock().expect("queue").pop();
+                    let Some((user, id, intent)) = next else {
+                        break;
+                    };
+                    let resp = if mode == "provider" {
+                        let body = event(
+                            &format!("evt_{id}"),
+                            "payment.succeeded",
+                            &intent,
+                            1050,
+                            "EUR",
+                        );
+                        let header = sign(SECRET.as_bytes(), now_s(), body.as_bytes());
+                        http.post(format!("{base}/payments/sim/callback"))
+                            .header("content-type", "application/json")
+                            .header("boxoffice-signature", header)
+                            .body(body)
+                            .send()
+                            .await
+                    } else {
+                        http.post(format!("{base}/holds/{id}/confirm"))
+                            .bearer_auth(token(&user, &[]))
+                            .json(&json!({"paymentReference": "bench"}))
+                            .send()
+                            .await
+                    };
+                    let status = resp.expect("confirm").status();
+                    assert!(status.is_success(), "{status}");
+                    done += 1;
+                }
+                done
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("client");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(total, N);
+        let counts = c.check_counts(0).await.expect("counts");
+        assert_eq!(counts["inventory"]["sold"], N as i64, "{counts}");
+        println!(
+            "bench {mode}: {N} confirms in {secs:.2} s = {:.0}/s",
+            N as f64 / secs
+        );
+        rates.push(N as f64 / secs);
+    }
+    println!("bench ratio callback/direct: {:.2}x", rates[1] / rates[0]);
+}

@@ -19,7 +19,7 @@ pub use crate::engine::{BadInput, HoldRequest, Result, ShardError};
 pub use bookings::AuditAs;
 pub use info::{HoldStatus, HoldView, PublicSeatEvent, SeatEvent, ShowInfo};
 pub use limiter::RateLimiter;
-pub use payments::{Callback, CallbackKind};
+pub use crate::payments::{Callback, CallbackKind};
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};

@@ -91,9 +91,21 @@ async fn with_roles(
     roles: &[&str],
     body: Option<Value>,
 ) -> (StatusCode, Value) {
+    with_roles_at(c, 0, method, path, user, roles, body).await
+}
+
+async fn with_roles_at(
+    c: &Cluster,
+    replica: usize,
+    method: reqwest::Method,
+    path: &str,
+    user: &str,
+    roles: &[&str],
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut req = c
         .http
-        .request(method, format!("{}{path}", c.base(0)))
+        .request(method, format!("{}{path}", c.base(replica)))
         .bearer_auth(token(user, roles));
     if let Some(b) = body {
         req = req.json(&b);
@@ -781,4 +793,101 @@ async fn bench_confirms_through_the_callback_against_direct() {
         rates.push(N as f64 / secs);
     }
     println!("bench ratio callback/direct: {:.2}x", rates[1] / rates[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_during_a_failover_confirm_once_and_the_new_leader_keeps_the_checkout() {
+    let mut c = start(&paid_show("failover", "provider"), 2, None, None).await;
+    let leader = c.leader().await;
+    let standby = 1 - leader;
+    let paid = hold(&c, "ann", &["main:A:1"]).await;
+    let pending = hold(&c, "bob", &["main:A:2"]).await;
+    let mut intents = Vec::new();
+    for (id, user) in [(&paid, "ann"), (&pending, "bob")] {
+        let (s, out) = c
+            .post(0, &format!("/holds/{id}/checkout"), user, Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{out}");
+        intents.push(out["intent"]["id"].as_str().expect("intent").to_string());
+    }
+    // The provider's success arrives while the leader dies: it retries on any non-2xx
+    // (no leader yet, a busy hold) until it is answered, as providers do.
+    c.replicas[leader].process_mut().kill();
+    let body = event(
+        "evt_failover",
+        "payment.succeeded",
+        &intents[0],
+        1050,
+        "EUR",
+    );
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let first = wait_for(
+        "the callback answered",
+        std::time::Duration::from_secs(30),
+        || {
+            let (c, body, answers) = (&c, &body, answers.clone());
+            async move {
+                let (s, b) = callback(c, standby, body).await;
+                answers.lock().expect("answers").push(s);
+                Ok(s.is_success().then_some(b))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs()));
+    assert_eq!(first["state"], "confirmed", "{first}");
+    let answers = answers.lock().expect("answers").clone();
+    assert!(
+        answers
+            .iter()
+            .all(|s| s.is_success() || s.is_server_error() || *s == StatusCode::CONFLICT),
+        "only retryable answers before the first: {answers:?}"
+    );
+    let (s, again) = callback(&c, standby, &body).await;
+    assert_eq!(
+        (s, &again),
+        (StatusCode::OK, &first),
+        "the replay gets the first answer"
+    );
+    // The new leader loaded bob's checkout from etcd: still waiting for its payment.
+    let resp = c
+        .http
+        .delete(format!("{}/holds/{pending}", c.base(standby)))
+        .bearer_auth(token("bob", &[]))
+        .send()
+        .await
+        .expect("release");
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let (s, h) = c.get(standby, &format!("/holds/{pending}"), "bob").await;
+    assert_eq!(
+        (s, h["paymentIntent"].as_str()),
+        (StatusCode::OK, Some(intents[1].as_str())),
+        "{h}"
+    );
+    let counts = c.check_counts(standby).await.expect("counts");
+    assert_eq!(
+        (
+            counts["inventory"]["sold"].as_i64(),
+            counts["inventory"]["held"].as_i64()
+        ),
+        (Some(1), Some(1)),
+        "{counts}"
+    );
+    let reference = first["reference"].as_str().expect("reference");
+    let (_, history) = with_roles_at(
+        &c,
+        standby,
+        reqwest::Method::GET,
+        &format!("/bookings/{reference}/history"),
+        "clerk",
+        &["staff"],
+        None,
+    )
+    .await;
+    let (actions, last) = chain(&history);
+    assert_eq!(
+        (actions, last.as_str()),
+        (vec!["checkout".to_string(), "paid".into()], "confirmed"),
+        "{history}"
+    );
 }

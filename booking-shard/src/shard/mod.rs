@@ -16,10 +16,10 @@ mod limiter;
 mod payments;
 
 pub use crate::engine::{BadInput, HoldRequest, Result, ShardError};
+pub use crate::payments::{Callback, CallbackKind};
 pub use bookings::AuditAs;
 pub use info::{HoldStatus, HoldView, PublicSeatEvent, SeatEvent, ShowInfo};
 pub use limiter::RateLimiter;
-pub use crate::payments::{Callback, CallbackKind};
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};

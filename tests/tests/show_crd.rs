@@ -213,6 +213,29 @@ fn cases() -> Vec<Case> {
             },
             expect: &["spec.seating.generalAdmission", "may not share its name"],
         },
+        Case {
+            what: "provider mode without its secret",
+            mutate: |v| v["spec"]["payments"] = json!({"mode": "provider", "provider": "sim"}),
+            expect: &[
+                "spec.payments.providerSecretRef",
+                "needs payments.provider and payments.providerSecretRef",
+            ],
+        },
+        Case {
+            what: "payment window 2h",
+            mutate: |v| v["spec"]["payments"] = json!({"mode": "trustedService", "window": "2h"}),
+            expect: &["spec.payments.window", "between 1m and 1h"],
+        },
+        Case {
+            what: "callback tolerance 1s",
+            mutate: |v| v["spec"]["payments"] = json!({"mode": "none", "tolerance": "1s"}),
+            expect: &["spec.payments.tolerance", "between 10s and 10m"],
+        },
+        Case {
+            what: "unknown payment mode",
+            mutate: |v| v["spec"]["payments"] = json!({"mode": "iou"}),
+            expect: &["spec.payments.mode"],
+        },
     ]
 }
 
@@ -276,6 +299,11 @@ async fn a_valid_variant_is_accepted() {
     show["spec"]["sales"] =
         json!({"opensAt": "2026-12-01T10:00:00Z", "closesAt": "2026-12-18T20:00:00Z"});
     show["spec"]["holds"]["ttl"] = json!("1h30m");
+    show["spec"]["payments"] = json!({
+        "mode": "provider", "provider": "sim",
+        "providerSecretRef": {"name": "club-payments", "key": "whsec"},
+        "window": "10m", "tolerance": "2m"
+    });
     let yaml = serde_yaml::to_string(&show).expect("yaml");
     let (ok, _, err) = plane
         .kubectl_stdin(&["apply", "-n", "valid", "-f", "-"], &yaml)

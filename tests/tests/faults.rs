@@ -59,6 +59,27 @@ async fn short_campaign_never_sells_a_seat_twice() {
     }
 }
 
+/// The same campaign on a paid show: every booking comes from a checkout and the
+/// provider's signed callback, retried through failovers, pauses and partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_campaign_with_payment_callbacks_never_sells_a_seat_twice() {
+    let _serial = SERIAL.lock().await;
+    for seed in seeds(&[6]) {
+        let mut opts = CampaignOptions::new(seed, Duration::from_secs(40));
+        opts.payments = true;
+        let report = campaign::run(opts).await.expect("campaign runs");
+        println!("{}", report.summary());
+        assert!(report.violations.is_empty(), "{}", show_failure(&report));
+        let faults: usize = report.faults.values().sum();
+        assert!(faults >= 4, "too few faults injected: {}", report.summary());
+        assert!(
+            report.acknowledged_bookings > 0,
+            "nothing was paid for: {}",
+            report.summary()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_fencing_is_caught() {
     let _serial = SERIAL.lock().await;

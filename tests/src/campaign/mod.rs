@@ -96,6 +96,9 @@ pub struct CampaignOptions {
     pub rows: u32,
     pub seats_per_row: u32,
     pub pit: u32,
+    /// A paid show (`spec.payments.mode: provider`): clients pay through checkout and
+    /// the provider's signed callback instead of confirming.
+    pub payments: bool,
 }
 
 impl CampaignOptions {
@@ -115,6 +118,7 @@ impl CampaignOptions {
             rows: 26,
             seats_per_row: 60,
             pit: 300,
+            payments: false,
         }
     }
 }
@@ -168,6 +172,11 @@ const SHOW: &str = "campaign";
 fn show_yaml(opts: &CampaignOptions) -> String {
     let last = (b'A' + (opts.rows - 1) as u8) as char;
     let (seats, pit) = (opts.seats_per_row, opts.pit);
+    let payments = if opts.payments {
+        "  payments:\n    mode: provider\n    provider: sim\n    providerSecretRef: {name: pay, key: secret}\n    window: 1m\n"
+    } else {
+        ""
+    };
     format!(
         "apiVersion: boxoffice.dev/v1alpha1
 kind: Show
@@ -196,9 +205,12 @@ spec:
     ttl: 1m
     maxSeatsPerHold: 4
     maxSeatsPerUser: 10000
-"
+{payments}"
     )
 }
+
+/// The provider secret of a paid campaign show.
+const PAYMENT_SECRET: &str = "whsec_campaign_0123456789";
 
 /// One replica slot: its proxies to etcd and PostgreSQL and its process, if running.
 struct Slot {
@@ -257,6 +269,14 @@ impl Rig {
             ("BOXOFFICE_HOLD_RATE".to_string(), "0".to_string()),
             ("RUST_LOG".to_string(), "info,sqlx=warn".to_string()),
         ];
+        if opts.payments {
+            let secret = dir.path().join("payment-secret");
+            std::fs::write(&secret, PAYMENT_SECRET)?;
+            extra_env.push((
+                "BOXOFFICE_PAYMENT_SECRET_FILE".into(),
+                secret.display().to_string(),
+            ));
+        }
         if opts.write_delay_ms > 0 {
             extra_env.push((
                 "BOXOFFICE_FAULT_DELAY_WRITES_MS".into(),
@@ -584,6 +604,7 @@ pub async fn run(opts: CampaignOptions) -> Result<Report> {
         seats_per_row: opts.seats_per_row,
         think_ms: opts.think_ms,
         patient: opts.patient,
+        payment_secret: opts.payments.then(|| PAYMENT_SECRET.as_bytes().to_vec()),
     });
     let stop = CancellationToken::new();
     let clients: Vec<_> = (0..opts.clients)
@@ -613,7 +634,22 @@ pub async fn run(opts: CampaignOptions) -> Result<Report> {
     let fin = rig.final_state().await?;
 
     let ops = rig.history.ops();
-    let violations = checker::check(&ops, &fin, 250);
+    let mut violations = checker::check(&ops, &fin, 250);
+    if opts.payments {
+        // A paid show: every booking was confirmed by a verified provider callback.
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&rig.db_url).await?;
+        let unpaid: Vec<String> = sqlx::query_scalar(
+            "SELECT b.reference FROM bookings b WHERE NOT EXISTS (SELECT 1 FROM booking_audit a \
+             WHERE a.hold_id = b.hold_id AND a.to_state = 'confirmed' AND a.role = 'provider')",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        for reference in unpaid {
+            violations.push(format!(
+                "booking {reference} confirmed without a verified payment"
+            ));
+        }
+    }
     let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|o| f(&o.outcome)).count();
     let mut ok_times: Vec<i64> = ops
         .iter()

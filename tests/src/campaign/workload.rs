@@ -29,6 +29,20 @@ pub struct Workload {
     /// Clients `0..patient` wait up to 8 s for an answer (longer than any pause, so
     /// their requests stay in flight through a failover); the others give up after 2 s.
     pub patient: u32,
+    /// A paid show's provider secret: confirms go through checkout and a signed
+    /// callback (provider `sim`), retried like a provider retries.
+    pub payment_secret: Option<Vec<u8>>,
+}
+
+/// A provider's signature of `body` at `t`, computed here independently of the shard:
+/// `t=<t>,v1=<hex HMAC-SHA256 over "t.body">`.
+fn provider_signature(secret: &[u8], t: i64, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// One attempt's answer.
@@ -52,7 +66,7 @@ impl Workload {
         path: &str,
         user: &str,
         body: Option<&Value>,
-        key: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> Answer {
         let url = format!("{}/v1/shows/{}{path}", self.pick_url(rng), self.show);
         let mut req = self
@@ -67,8 +81,8 @@ impl Workload {
         if let Some(b) = body {
             req = req.json(b);
         }
-        if let Some(k) = key {
-            req = req.header("Idempotency-Key", k);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         match req.send().await {
             Err(e) => Answer::None(short_error(&e)),
@@ -137,19 +151,19 @@ impl Workload {
         &self,
         rng: &mut StdRng,
         client: u32,
-        request: (reqwest::Method, &str, Option<&Value>, Option<&str>),
+        request: (reqwest::Method, &str, Option<&Value>, &[(&str, &str)]),
         user: &str,
         max: u32,
         pause: Duration,
         mut classify: impl FnMut(Answer) -> Outcome,
     ) -> (Outcome, u32) {
-        let (method, path, body, key) = request;
+        let (method, path, body, headers) = request;
         let mut outcome = Outcome::Unknown("not sent".into());
         let mut attempts = 0;
         while attempts < max {
             attempts += 1;
             let answer = self
-                .send(rng, client, method.clone(), path, user, body, key)
+                .send(rng, client, method.clone(), path, user, body, headers)
                 .await;
             outcome = classify(answer);
             if !matches!(outcome, Outcome::Unknown(_)) {
@@ -175,7 +189,12 @@ impl Workload {
             .until_known(
                 rng,
                 client,
-                (reqwest::Method::POST, "/holds", Some(request), Some(key)),
+                (
+                    reqwest::Method::POST,
+                    "/holds",
+                    Some(request),
+                    &[("Idempotency-Key", key)],
+                ),
                 user,
                 3,
                 Duration::from_millis(300),
@@ -217,8 +236,12 @@ impl Workload {
         })
     }
 
-    /// Confirms until answered (a failover takes a few seconds), then records.
+    /// Confirms until answered (a failover takes a few seconds), then records. In a
+    /// paid show: checks out, then the provider's signed success callback confirms.
     async fn confirm(&self, rng: &mut StdRng, client: u32, user: &str, hold: &str) {
+        if let Some(secret) = &self.payment_secret {
+            return self.pay(rng, client, user, hold, secret).await;
+        }
         let invoke = self.history.now();
         let body = json!({ "paymentReference": format!("pay-{hold}") });
         let path = format!("/holds/{hold}/confirm");
@@ -227,7 +250,7 @@ impl Workload {
             .until_known(
                 rng,
                 client,
-                (reqwest::Method::POST, &path, Some(&body), None),
+                (reqwest::Method::POST, &path, Some(&body), &[]),
                 user,
                 12,
                 Duration::from_millis(500),
@@ -258,6 +281,100 @@ impl Workload {
         });
     }
 
+    /// Checkout, then the provider's success callback (event id fixed per hold, so
+    /// every retry is the same event), recorded as one confirm: acknowledged when the
+    /// callback answers a booking.
+    async fn pay(&self, rng: &mut StdRng, client: u32, user: &str, hold: &str, secret: &[u8]) {
+        let invoke = self.history.now();
+        let path = format!("/holds/{hold}/checkout");
+        let mut intent = None;
+        let (mut outcome, mut attempts) = self
+            .until_known(
+                rng,
+                client,
+                (reqwest::Method::POST, &path, None, &[]),
+                user,
+                12,
+                Duration::from_millis(500),
+                |answer| match answer {
+                    Answer::Status(s, v) if s.is_success() => {
+                        intent = Some(v["intent"].clone());
+                        Outcome::Ok
+                    }
+                    Answer::Status(s, v)
+                        if s == StatusCode::CONFLICT && code_of(s, &v).ends_with(" conflict") =>
+                    {
+                        Outcome::Unknown(code_of(s, &v))
+                    }
+                    other => definite_or_unknown(other),
+                },
+            )
+            .await;
+        let mut reference = None;
+        if let (Outcome::Ok, Some(intent)) = (&outcome, intent) {
+            let body = json!({
+                "id": format!("evt_{hold}"),
+                "type": "payment.succeeded",
+                "intent": intent["id"],
+                "amountMinor": intent["amountMinor"],
+                "currency": intent["currency"],
+                "payment": format!("pay_{hold}"),
+            });
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let signature = provider_signature(secret, t, &bytes);
+            let (paid, more) = self
+                .until_known(
+                    rng,
+                    client,
+                    (
+                        reqwest::Method::POST,
+                        "/payments/sim/callback",
+                        Some(&body),
+                        &[("Boxoffice-Signature", signature.as_str())],
+                    ),
+                    user,
+                    12,
+                    Duration::from_millis(500),
+                    |answer| match answer {
+                        Answer::Status(s, v) if s.is_success() => {
+                            match v["reference"].as_str() {
+                                Some(r) => {
+                                    reference = Some(r.to_string());
+                                    Outcome::Ok
+                                }
+                                // A late payment whose seats were gone: no booking.
+                                None => Outcome::Fail(format!("{} {v}", s.as_u16())),
+                            }
+                        }
+                        Answer::Status(s, v)
+                            if s == StatusCode::CONFLICT
+                                && code_of(s, &v).ends_with(" conflict") =>
+                        {
+                            Outcome::Unknown(code_of(s, &v))
+                        }
+                        other => definite_or_unknown(other),
+                    },
+                )
+                .await;
+            outcome = paid;
+            attempts += more;
+        }
+        self.history.record(Op {
+            client,
+            kind: OpKind::Confirm { hold: hold.into() },
+            invoke,
+            complete: self.history.now(),
+            outcome,
+            grant: None,
+            reference,
+            attempts,
+        });
+    }
+
     async fn release(&self, rng: &mut StdRng, client: u32, user: &str, hold: &str) {
         let invoke = self.history.now();
         let path = format!("/holds/{hold}");
@@ -265,7 +382,7 @@ impl Workload {
             .until_known(
                 rng,
                 client,
-                (reqwest::Method::DELETE, &path, None, None),
+                (reqwest::Method::DELETE, &path, None, &[]),
                 user,
                 3,
                 Duration::from_millis(300),

@@ -38,6 +38,7 @@ pub enum ErrorCode {
     Conflict,
     SalesClosed,
     HoldExpired,
+    HoldConfirmed,
     PayloadTooLarge,
     UnsupportedMediaType,
     IdempotencyKeyReused,
@@ -67,6 +68,9 @@ pub struct ErrorDetail {
     /// With `seats_unavailable`: the seats that are taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seats: Option<Vec<String>>,
+    /// With `hold_confirmed`: the reference of the booking the hold became.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking: Option<String>,
 }
 
 #[derive(Debug)]
@@ -75,6 +79,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub seats: Option<Vec<String>>,
+    pub booking: Option<String>,
     pub retry_after: Option<u32>,
 }
 
@@ -85,6 +90,7 @@ impl ApiError {
             code,
             message: message.into(),
             seats: None,
+            booking: None,
             retry_after: None,
         }
     }
@@ -131,6 +137,7 @@ impl IntoResponse for ApiError {
                 code,
                 message: self.message,
                 seats: self.seats,
+                booking: self.booking,
             },
         };
         let mut response = (status, Json(body)).into_response();

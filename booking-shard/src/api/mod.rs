@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod observe;
 pub mod openapi;
+mod ready;
 mod routes;
 pub mod schema;
 pub mod serve;
@@ -97,7 +98,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(reject_oversized));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(ready::readyz))
         .route(
             "/v1/openapi.json",
             get(move || async move {
@@ -130,14 +131,6 @@ pub fn metrics_app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    match state.shard.role() {
-        Role::Leader(_) => (StatusCode::OK, "leader").into_response(),
-        Role::Follower(Some(_)) => (StatusCode::OK, "standby").into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "no leader known").into_response(),
-    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

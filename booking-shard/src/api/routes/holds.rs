@@ -17,7 +17,7 @@ use super::super::error::{ApiError, ApiJson, ApiPath, ErrorBody, ErrorCode};
 use super::super::schema::{BookingView, ConfirmRequest, CreateHold};
 use super::show::sse;
 use super::{created_or_ok, detached, idempotency_key};
-use crate::shard::{HoldRequest, HoldView, SeatEvent};
+use crate::shard::{HoldRequest, HoldView, SeatEvent, ShardError};
 
 #[utoipa::path(
     post,
@@ -78,7 +78,8 @@ pub(super) async fn create_hold(
     get,
     path = "/v1/shows/{show}/holds/{hold}",
     operation_id = "getHold",
-    summary = "One of my holds",
+    summary = "One of my holds (410 `hold_confirmed` with its booking's reference once confirmed)",
+    description = "A confirmed hold is no longer a hold: the answer is 410 `hold_confirmed` whose `booking` names the booking it became (`GET /v1/shows/{show}/bookings/{booking}`). A hold that expired or was released is 404.",
     tag = "holds",
     security(("bearer" = [])),
     params(
@@ -90,7 +91,8 @@ pub(super) async fn create_hold(
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`not_found` (also another user's hold)", body = ErrorBody),
-        (status = 503, description = "`no_leader`, `leader_unreachable`", body = ErrorBody,
+        (status = 410, description = "`hold_confirmed`: the hold became the booking named in `booking`", body = ErrorBody),
+        (status = 503, description = "`no_leader`, `leader_unreachable`, `database_unavailable`", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]
@@ -100,7 +102,28 @@ pub(super) async fn get_hold(
     user: User,
 ) -> Result<Response, ApiError> {
     let hold = ids.1;
-    Ok(Json(state.shard.get_hold(&user.id, user.staff, &hold)?).into_response())
+    match state.shard.get_hold(&user.id, user.staff, &hold) {
+        Ok(view) => Ok(Json(view).into_response()),
+        Err(ShardError::NotFound) => Err(confirmed_into(&state, &user, &hold).await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a hold that is not in the book became: 410 `hold_confirmed` naming its booking
+/// when it was confirmed (for its owner or staff), else 404.
+async fn confirmed_into(state: &AppState, user: &User, hold: &str) -> Result<ApiError, ApiError> {
+    let booking = state.shard.store().booking_for_hold(hold).await?;
+    Ok(match booking {
+        Some(b) if user.staff || b.user == user.id => ApiError {
+            booking: Some(b.reference.clone()),
+            ..ApiError::new(
+                StatusCode::GONE,
+                ErrorCode::HoldConfirmed,
+                format!("the hold was confirmed into booking {}", b.reference),
+            )
+        },
+        _ => ApiError::not_found("resource"),
+    })
 }
 
 #[utoipa::path(

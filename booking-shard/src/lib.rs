@@ -6,6 +6,7 @@ pub mod api;
 pub mod batch;
 pub mod config;
 pub mod coord;
+pub mod events;
 pub mod fencing;
 pub mod inventory;
 pub mod keys;

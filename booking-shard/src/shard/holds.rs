@@ -141,11 +141,12 @@ impl Shard {
             }
             Err(e) => {
                 book.remove(&record.id, false);
+                // A seat map (or a stream's snapshot) taken while the reservation was
+                // pending shows its seats held: a numbered change undoes that (and
+                // makes the next read of the cached map rebuild it).
+                let ev = self.event(&book, "released", &holding, None, None);
                 drop(book);
-                // No event tells of a reservation undone, but a seat map cached while it
-                // was pending shows its seats held: make the next read rebuild it.
-                self.changes
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.publish(ev);
                 match e {
                     CoordError::SeatTaken => {
                         // Memory said free but etcd has a lock: memory is stale.

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use boxoffice_crds::{InventoryCounts, SeatId, ShowConfig, VenueLayout};
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -121,7 +120,8 @@ pub struct Shard {
     coord: Arc<Coordinator>,
     store: Store,
     role: RwLock<Role>,
-    events: broadcast::Sender<SeatEvent>,
+    /// Numbered seat changes, kept for resuming streams ([`crate::events`]).
+    events: crate::events::EventLog,
     pub stats: Stats,
     /// Fault injection for tests (`BOXOFFICE_FAULT_DELAY_WRITES_MS`): pause between the
     /// in-memory decision and the durable write, so a test can depose the leader while
@@ -130,8 +130,6 @@ pub struct Shard {
     limiter: RateLimiter,
     /// Set when the show was closed in PostgreSQL (its Show was deleted).
     closed: std::sync::atomic::AtomicBool,
-    /// Seat changes published so far (versions the cached seat map).
-    changes: std::sync::atomic::AtomicU64,
     seat_map: Mutex<Option<CachedMap>>,
 }
 
@@ -161,7 +159,6 @@ impl Shard {
         store: Store,
         limiter: RateLimiter,
     ) -> Arc<Self> {
-        let (events, _) = broadcast::channel(4096);
         Arc::new(Self {
             show,
             me,
@@ -169,7 +166,7 @@ impl Shard {
             coord: Arc::new(coord),
             store,
             role: RwLock::new(Role::Candidate),
-            events,
+            events: crate::events::EventLog::new(crate::events::RING_CAPACITY),
             stats: Stats::default(),
             fault_delay: std::env::var("BOXOFFICE_FAULT_DELAY_WRITES_MS")
                 .ok()
@@ -178,7 +175,6 @@ impl Shard {
                 .map(Duration::from_millis),
             limiter,
             closed: std::sync::atomic::AtomicBool::new(false),
-            changes: std::sync::atomic::AtomicU64::new(0),
             seat_map: Mutex::new(None),
         })
     }
@@ -224,8 +220,13 @@ impl Shard {
         &self.store
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<SeatEvent> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::Published> {
         self.events.subscribe()
+    }
+
+    /// The numbered seat changes of this term.
+    pub fn events(&self) -> &crate::events::EventLog {
+        &self.events
     }
 
     /// The leadership, or `NotLeader` naming who leads.
@@ -242,9 +243,7 @@ impl Shard {
     }
 
     fn publish(&self, event: SeatEvent) {
-        self.changes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.events.send(event);
+        self.events.publish(event);
     }
 
     /// The seat map as JSON bytes: rebuilt by `build` when seats changed since the
@@ -256,7 +255,7 @@ impl Shard {
         build: impl FnOnce(&Inventory) -> T,
     ) -> Result<axum::body::Bytes> {
         let l = self.leadership()?;
-        let version = self.changes.load(std::sync::atomic::Ordering::Relaxed);
+        let version = self.events.last().1;
         let mut cache = self.seat_map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cache.as_ref()
             && c.epoch == l.epoch

@@ -291,16 +291,19 @@ where
     F: Fn(&SeatEvent) -> bool + Send + 'static,
 {
     let permit = state.streams.admit(format!("user:{}", user.id))?;
+    let (epoch, last) = state.shard.events().last();
     let head = futures::stream::once(async move {
         Ok(Event::default()
             .event("status")
+            .id(crate::events::event_id(epoch, last))
             .json_data(first)
             .unwrap_or_default())
     });
-    let live = BroadcastStream::new(state.shard.subscribe()).filter_map(move |ev| match ev {
-        Ok(ev) if keep(&ev) => Some(Ok(Event::default()
+    let live = BroadcastStream::new(state.shard.subscribe()).filter_map(move |p| match p {
+        Ok(p) if keep(&p.event) => Some(Ok(Event::default()
             .event("status")
-            .json_data(&ev)
+            .id(p.id())
+            .json_data(&*p.event)
             .unwrap_or_default())),
         Ok(_) => None,
         Err(_) => Some(Ok(Event::default().event("resync").data("{}"))),

@@ -99,7 +99,8 @@ cat <<MSG
 boxoffice demo: show "$show" from $SHOW_FILE
   shards:     ${roles[*]}
               (either one answers; the standby forwards to the leader)
-  seat map:   ${urls[0]}/v1/shows/$show/page#token=$token
+  seat map:   ${urls[0]}/seatmap#token=$token
+              (a live page: click a seat to hold it; the token after # stays in the tab)
   etcd:       http://127.0.0.1:$ETCD_PORT
   PostgreSQL: postgres://postgres@127.0.0.1:$PG_PORT/boxoffice
   logs:       $work/*.log

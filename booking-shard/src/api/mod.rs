@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod observe;
 pub mod openapi;
+pub mod page;
 mod ready;
 mod routes;
 pub mod schema;
@@ -109,6 +110,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .merge(v1)
+        .merge(page::router(&show.config.name))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

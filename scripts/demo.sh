@@ -20,7 +20,8 @@ ETCD_PORT=${ETCD_PORT:-23791}
 PG_PORT=${PG_PORT:-25432}
 SHARD_PORTS=${SHARD_PORTS:-"8081 8082"}
 SHOW_FILE=${SHOW_FILE:-examples/demo/club-night.yaml}
-work=$PWD/target/demo
+target=${CARGO_TARGET_DIR:-$PWD/target}
+work=$target/demo
 
 mode=run
 case "${1:-}" in
@@ -29,8 +30,8 @@ case "${1:-}" in
   token)
     [ -n "${2:-}" ] || { echo "usage: scripts/demo.sh token USER [ROLES]" >&2; exit 2; }
     [ -s "$work/jwt-secret" ] || { echo "demo: no demo has run here (start scripts/demo.sh first)" >&2; exit 1; }
-    [ -x target/debug/mint-token ] || cargo build -q -p booking-shard --bin mint-token
-    exec target/debug/mint-token --secret-file "$work/jwt-secret" --sub "$2" --roles "${3:-}" --ttl 3600
+    [ -x "$target/debug/mint-token" ] || cargo build -q -p booking-shard --bin mint-token
+    exec "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$2" --roles "${3:-}" --ttl 3600
     ;;
   *) echo "usage: scripts/demo.sh [--check | token USER [ROLES]]" >&2; exit 2 ;;
 esac
@@ -54,7 +55,7 @@ export BOXOFFICE_JWT_SECRET_FILE=$work/jwt-secret
 urls=()
 pids=()
 for port in $SHARD_PORTS; do
-  stack_shard target/debug/booking-shard "shard-${#urls[@]}" "$port" "$SHOW_FILE" \
+  stack_shard "$target/debug/booking-shard" "shard-${#urls[@]}" "$port" "$SHOW_FILE" \
     "http://127.0.0.1:$ETCD_PORT" "postgres://postgres@127.0.0.1:$PG_PORT/boxoffice"
   pids+=("${stack_pids[-1]}")
   urls+=("http://127.0.0.1:$port")
@@ -63,7 +64,7 @@ for i in "${!urls[@]}"; do stack_wait_shard "shard-$i" "${pids[$i]}" "${urls[$i]
 kill -0 "${stack_pids[0]}" 2>/dev/null || stack_fail "etcd exited" "$work/etcd.log"
 
 show=$(sed -n 's/^  name: *//p' "$SHOW_FILE" | head -n 1)
-mint() { target/debug/mint-token --secret-file "$work/jwt-secret" --sub "$1" --roles "${2:-}"; }
+mint() { "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$1" --roles "${2:-}"; }
 token=$(mint demo-user)
 staff=$(mint demo-usher staff)
 roles=()

@@ -53,6 +53,8 @@ missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v wget >/dev/null 2>&1 || missing+=(wget)
+# jq: the README's API examples (run by `scripts/demo.sh --check`) read answers with it.
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 # The seat-map page's browser test drives Debian's Chromium through chromedriver.
 if [ "$only" = all ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)

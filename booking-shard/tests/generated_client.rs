@@ -77,7 +77,10 @@ async fn a_generated_client_holds_confirms_and_cancels() {
         String::from_utf8_lossy(&out.stderr),
         cluster.logs()
     );
-    assert!(stdout.contains("hold -> confirm -> cancel passed"), "{stdout}");
+    assert!(
+        stdout.contains("hold -> confirm -> cancel passed"),
+        "{stdout}"
+    );
     println!("{stdout}");
     cluster.check_counts(0).await.expect("counts");
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod batch;
 pub mod config;
 pub mod coord;
+pub mod engine;
 pub mod events;
 pub mod fencing;
 pub mod inventory;
@@ -92,7 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let show_config = ShowConfig::parse(&text)?;
     let mut show = ShowInfo::new(show_config)?;
     if let Some(secs) = config.hold_ttl_seconds {
-        show.hold_ttl = std::time::Duration::from_secs(secs);
+        show.rules.hold_ttl = std::time::Duration::from_secs(secs);
     }
     let (auth, keys) = auth(&config, &show.key())?;
     let (pod, address) = (config.pod(), config.advertise());

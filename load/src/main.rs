@@ -7,7 +7,9 @@
 //!
 //! Scenarios: `holds` (explicit random seats over the whole venue), `hot` (everyone
 //! after the same 100 seats), `war` (best-available 2–4 seats until sold out),
-//! `seatmap` (GET the seat map), `confirms` (confirm holds made beforehand). Reports
+//! `seatmap` (GET the seat map), `confirms` (confirm holds made beforehand), `churn`
+//! (random holds of which `--release-fraction` are released at once and
+//! `--confirm-fraction` confirmed, the rest left to expire: the soak). Reports
 //! attempts/s, outcomes and latency percentiles (HDR histogram), checks that no seat
 //! was held twice (and, given `--database-url`, that PostgreSQL has exactly the
 //! acknowledged bookings), and prints one JSON line for scripts.
@@ -44,6 +46,7 @@ enum Scenario {
     War,
     Seatmap,
     Confirms,
+    Churn,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -121,6 +124,12 @@ struct Args {
     /// War: once sold out, confirm every hold won (a second report line).
     #[arg(long)]
     then_confirm: bool,
+    /// Churn: the fraction of holds released right after they are granted.
+    #[arg(long, default_value_t = 0.5)]
+    release_fraction: f64,
+    /// Churn: the fraction of holds confirmed right after they are granted.
+    #[arg(long, default_value_t = 0.0)]
+    confirm_fraction: f64,
 }
 
 #[derive(Default)]
@@ -242,6 +251,11 @@ struct Shared {
     stop_at: Option<u64>,
     /// Holds won in a war (for `--then-confirm`).
     won: std::sync::Mutex<Vec<Prepared>>,
+    /// Churn: what happens to a granted hold (fractions released and confirmed).
+    release_fraction: f64,
+    confirm_fraction: f64,
+    /// Churn: follow-up requests answered with 5xx or not at all.
+    followups_failed: AtomicU64,
 }
 
 impl Shared {
@@ -288,7 +302,7 @@ fn next_want(shared: &Shared, scenario: Scenario) -> Option<(usize, Want)> {
             let p = shared.holds.lock().map(|mut h| h.pop()).ok().flatten()?;
             (p.user, Want::Confirm(p))
         }
-        Scenario::Holds => {
+        Scenario::Holds | Scenario::Churn => {
             let k = rng.random_range(1..=2);
             let seats = shared.seats.choose_multiple(&mut rng, k).cloned().collect();
             (user, Want::Seats(seats))
@@ -371,6 +385,9 @@ async fn one(shared: &Shared, scenario: Scenario) -> Option<(u16, Vec<String>)> 
                     .json(&json!({"best": {"quantity": n}})),
             };
             let is_hold = scenario != Scenario::Confirms && scenario != Scenario::Seatmap;
+            if scenario == Scenario::Churn {
+                return Some(churn(shared, request, token).await);
+            }
             Some(
                 match request.timeout(Duration::from_secs(10)).send().await {
                     Ok(resp) => {
@@ -402,6 +419,54 @@ async fn one(shared: &Shared, scenario: Scenario) -> Option<(u16, Vec<String>)> 
             )
         }
     }
+}
+
+/// Churn: send the hold, then release it, confirm it or leave it to expire. Returns
+/// the hold's status; a failed follow-up is counted in `followups_failed`. Seats are
+/// not reported (they are held many times over a soak).
+async fn churn(shared: &Shared, hold: reqwest::RequestBuilder, token: &str) -> (u16, Vec<String>) {
+    let resp = match hold.timeout(Duration::from_secs(10)).send().await {
+        Ok(r) => r,
+        Err(_) => return (0, vec![]),
+    };
+    let status = resp.status().as_u16();
+    if status != 201 {
+        let _ = resp.bytes().await;
+        return (status, vec![]);
+    }
+    let Some(id) = resp
+        .json::<Value>()
+        .await
+        .ok()
+        .and_then(|v| v["id"].as_str().map(String::from))
+    else {
+        return (status, vec![]);
+    };
+    let roll: f64 = rand::rng().random();
+    let base = shared.base();
+    let followup = if roll < shared.release_fraction {
+        shared.http.delete(format!("{base}/holds/{id}"))
+    } else if roll < shared.release_fraction + shared.confirm_fraction {
+        shared
+            .http
+            .post(format!("{base}/holds/{id}/confirm"))
+            .json(&json!({"paymentReference": format!("soak-{id}")}))
+    } else {
+        return (status, vec![]);
+    };
+    let ok = match followup
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16() < 500,
+        Err(_) => false,
+    };
+    if !ok {
+        shared.followups_failed.fetch_add(1, Ordering::Relaxed);
+    }
+    (status, vec![])
 }
 
 async fn prepare_holds(shared: &Shared, n: usize) -> Result<()> {
@@ -560,6 +625,9 @@ async fn main() -> Result<()> {
         won: std::sync::Mutex::new(Vec::new()),
         stop_at: (args.stop_at_fill > 0.0)
             .then_some((seat_count as f64 * args.stop_at_fill) as u64),
+        release_fraction: args.release_fraction,
+        confirm_fraction: args.confirm_fraction,
+        followups_failed: AtomicU64::new(0),
     });
     if args.scenario == Scenario::Confirms {
         prepare_holds(&shared, args.prepare).await?;
@@ -720,6 +788,7 @@ async fn run_phase(args: &Args, shared: &Arc<Shared>, scenario: Scenario) -> Res
         "seats_held": total.seats.len(),
         "seats_held_twice": doubles,
         "bookings_in_db": bookings_in_db,
+        "followups_failed": shared.followups_failed.load(Ordering::Relaxed),
         "timeline": timeline_json,
     });
     eprintln!(

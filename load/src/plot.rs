@@ -7,6 +7,9 @@
 //! Writes `throughput.png` (hold attempts/s against concurrency, per design),
 //! `latency-cdf.png` (hold latency distribution, per design) and `failover.png`
 //! (successful requests per 100 ms around a kill -9 and a SIGTERM of the leader).
+//!
+//! Given the soak's samples instead (`scripts/soak.sh`, a `.tsv` file), writes
+//! `soak.png`: etcd's database size against its quota, and holds per second, over time.
 
 use std::path::Path;
 
@@ -229,6 +232,102 @@ fn failover(results: &[Value], out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// One soak sample: seconds, holds granted so far, etcd file, in-use and quota bytes.
+struct SoakSample {
+    t: f64,
+    holds: f64,
+    db: f64,
+    in_use: f64,
+    quota: f64,
+}
+
+fn soak_samples(text: &str) -> Result<Vec<SoakSample>> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("empty samples")?.split('\t').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("no column {name}"))
+    };
+    let (t, holds, db, in_use, quota) = (
+        col("t")?,
+        col("holds")?,
+        col("db_size")?,
+        col("in_use")?,
+        col("quota")?,
+    );
+    Ok(lines
+        .filter_map(|l| {
+            let f: Vec<f64> = l.split('\t').map(|x| x.parse().unwrap_or(0.0)).collect();
+            Some(SoakSample {
+                t: *f.get(t)?,
+                holds: *f.get(holds)?,
+                db: *f.get(db)?,
+                in_use: *f.get(in_use)?,
+                quota: *f.get(quota)?,
+            })
+        })
+        .collect())
+}
+
+fn soak(samples: &[SoakSample], out: &Path) -> Result<()> {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let max_t = samples.last().map(|s| s.t).unwrap_or(1.0).max(1.0);
+    let quota = samples.iter().map(|s| s.quota).fold(0.0, f64::max) / MIB;
+    let rate: Vec<(f64, f64)> = samples
+        .windows(2)
+        .filter(|w| w[1].t > w[0].t)
+        .map(|w| (w[1].t, (w[1].holds - w[0].holds) / (w[1].t - w[0].t)))
+        .collect();
+    let max_rate = rate.iter().map(|p| p.1).fold(1.0, f64::max);
+    let root = BitMapBackend::new(out, (900, 720)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(380);
+    let mut size = ChartBuilder::on(&top)
+        .caption(
+            "Soak: etcd database size (64 MiB quota) and hold rate",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_t, 0f64..quota.max(1.0) * 1.1)?;
+    size.configure_mesh().y_desc("MiB").draw()?;
+    let series = [
+        ("etcd file (db size)", color("postgres"), 0),
+        ("in use", color("boxoffice"), 1),
+        ("quota", BLACK, 2),
+    ];
+    for (name, c, which) in series {
+        let pts: Vec<(f64, f64)> = samples
+            .iter()
+            .map(|s| (s.t, [s.db, s.in_use, s.quota][which] / MIB))
+            .collect();
+        size.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    size.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::MiddleRight)
+        .draw()?;
+    let mut holds = ChartBuilder::on(&bottom)
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_t, 0f64..max_rate * 1.15)?;
+    holds
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("holds granted / s")
+        .draw()?;
+    holds.draw_series(LineSeries::new(rate, color("redis").stroke_width(2)))?;
+    root.present()?;
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let input = args
@@ -237,6 +336,13 @@ fn main() -> Result<()> {
     let out_dir = args.next().unwrap_or_else(|| "docs/bench".into());
     register_font()?;
     let text = std::fs::read_to_string(&input).with_context(|| format!("reading {input}"))?;
+    if input.ends_with(".tsv") {
+        let out = Path::new(&out_dir);
+        std::fs::create_dir_all(out)?;
+        soak(&soak_samples(&text)?, &out.join("soak.png"))?;
+        eprintln!("soak plot written to {out_dir}");
+        return Ok(());
+    }
     let results: Vec<Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

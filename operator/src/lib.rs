@@ -5,6 +5,7 @@
 pub mod builders;
 pub mod config;
 pub mod election;
+pub mod etcd_space;
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;

@@ -1,29 +1,11 @@
 //! The API's wire shapes. Handlers answer with these types and the OpenAPI document is
 //! generated from them, so the two cannot drift apart.
 
-use boxoffice_crds::InventoryCounts;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// Seat counts: `available + held + sold == total`.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-pub struct Counts {
-    pub total: i64,
-    pub available: i64,
-    pub held: i64,
-    pub sold: i64,
-}
-
-impl From<InventoryCounts> for Counts {
-    fn from(c: InventoryCounts) -> Self {
-        Self {
-            total: c.total,
-            available: c.available,
-            held: c.held,
-            sold: c.sold,
-        }
-    }
-}
+/// The counts the operator reads too: defined once in the contract crate.
+pub use boxoffice_contract::{AreaCounts, Availability, Counts, SectionCounts};
 
 /// A price category.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -82,36 +64,11 @@ pub struct SectionMap {
     pub rows: Vec<RowMap>,
 }
 
-/// A general-admission area and its counts.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AreaCounts {
-    pub name: String,
-    pub category: String,
-    pub inventory: Counts,
-}
-
 /// The seat map: every seat's state, compact enough for an 80,000-seat stadium.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatMap {
     pub sections: Vec<SectionMap>,
-    pub general_admission: Vec<AreaCounts>,
-    pub inventory: Counts,
-}
-
-/// Counts of a section.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SectionCounts {
-    pub name: String,
-    pub category: String,
-    pub inventory: Counts,
-}
-
-/// Counts per section and general-admission area.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Availability {
-    pub sections: Vec<SectionCounts>,
     pub general_admission: Vec<AreaCounts>,
     pub inventory: Counts,
 }

@@ -1,6 +1,11 @@
-//! Confirming holds into bookings, cancelling and checking in (PostgreSQL, fenced).
+//! Confirming holds into bookings, cancelling and checking in: the engine decides,
+//! etcd checks the hold, PostgreSQL persists (fenced).
 
-use super::*;
+use tracing::{error, warn};
+
+use super::{DB_TIMEOUT, Leadership, Result, Shard, ShardError, bump, failure};
+use crate::engine::{ConfirmDecision, Now};
+use crate::store::{Booking, StoreError};
 
 impl Shard {
     /// Confirms a hold into a booking. Confirming the same hold again returns the
@@ -12,80 +17,24 @@ impl Shard {
         payment_reference: &str,
     ) -> Result<(Booking, bool)> {
         let l = self.leadership()?;
-        let planned = {
-            let mut book = self.book(&l);
-            match book.entry(hold_id) {
-                None if book.expired_for(hold_id, user) => return Err(ShardError::Expired),
-                None => None,
-                Some((_, entry)) => {
-                    if entry.record.user != user {
-                        return Err(ShardError::NotFound);
-                    }
-                    match entry.state {
-                        HoldState::Live => {}
-                        HoldState::Ending => return Err(ShardError::Expired),
-                        _ => return Err(ShardError::Conflict("the hold is busy; retry".into())),
-                    }
-                    if entry.deadline() <= Instant::now() {
-                        return Err(ShardError::Expired);
-                    }
-                    let (amount, currency) = self.price_of(&book, &entry.holding);
-                    let (record, holding) = (entry.record.clone(), entry.holding.clone());
-                    if let Some(e) = book.entry_mut(hold_id) {
-                        e.state = HoldState::Confirming;
-                    }
-                    Some((record, holding, amount, currency))
-                }
-            }
-        };
-        let Some((record, holding, amount_minor, currency)) = planned else {
+        let decided = self
+            .engine(&l)
+            .confirm(user, hold_id, payment_reference, Now::read())?;
+        let (record, new) = match decided {
+            ConfirmDecision::Write { record, booking } => (record, booking),
             // Not a live hold: already confirmed (by this or an earlier leader)?
-            return match self.store.booking_for_hold(hold_id).await {
-                Ok(Some(b)) if b.user == user => Ok((b, false)),
-                Ok(_) => Err(ShardError::NotFound),
-                Err(e) => Err(self.store_error(&l, e)),
-            };
-        };
-        let restore = |state: HoldState| {
-            if let Some(e) = self.book(&l).entry_mut(hold_id) {
-                e.state = state;
+            ConfirmDecision::LookUp => {
+                return match self.store.booking_for_hold(hold_id).await {
+                    Ok(Some(b)) if b.user == user => Ok((b, false)),
+                    Ok(_) => Err(ShardError::NotFound),
+                    Err(e) => Err(self.store_error(&l, e)),
+                };
             }
         };
-
-        match self.coord.check_hold(l.epoch, hold_id).await {
-            Ok(()) => {}
-            Err(CoordError::HoldGone) => {
-                restore(HoldState::Live);
-                return Err(ShardError::Expired);
-            }
-            Err(CoordError::Fenced) => {
-                self.step_down(&l, "fenced by etcd on confirm");
-                return Err(ShardError::NotLeader(None));
-            }
-            Err(e) => {
-                restore(HoldState::Live);
-                warn!(error = %e, "checking a hold in etcd failed");
-                return Err(ShardError::Unknown);
-            }
+        if let Err(e) = self.coord.check_hold(l.epoch, hold_id).await {
+            let reaction = self.engine(&l).confirm_check_failed(hold_id, failure(&e));
+            return Err(self.react(&l, reaction).await);
         }
-
-        let new = NewBooking {
-            user: user.to_string(),
-            hold_id: hold_id.to_string(),
-            payment_reference: payment_reference.to_string(),
-            amount_minor,
-            currency,
-            seats: record.seats.clone(),
-            general: record
-                .area
-                .clone()
-                .map(|area| GeneralTickets {
-                    area,
-                    quantity: record.quantity as i64,
-                })
-                .into_iter()
-                .collect(),
-        };
         self.fault_pause().await;
         let written = tokio::time::timeout(DB_TIMEOUT, self.store.confirm(l.epoch, &new))
             .await
@@ -93,39 +42,32 @@ impl Shard {
         match written {
             Ok((booking, created)) => {
                 bump(&self.stats.confirms);
-                let ev = {
-                    let mut book = self.book(&l);
-                    book.remove(hold_id, true);
-                    self.event(
-                        &book,
-                        "sold",
-                        &holding,
-                        Some(hold_id),
-                        Some(&booking.reference),
-                    )
-                };
-                self.publish(ev);
+                let event = self.engine(&l).confirmed(hold_id, &booking.reference);
+                if let Some(event) = event {
+                    self.publish(event);
+                }
                 if let Err(e) = self.coord.delete_holds(l.epoch, &[&record]).await {
                     // The booking is durable; the locks expire with their lease.
                     warn!(error = %e, "clearing a confirmed hold's locks failed");
                 }
                 Ok((booking, created))
             }
-            Err(e) if e.outcome_unknown() => {
-                // The booking may have been committed: this leader must not put the
-                // seats back on sale on its own word. Step down; the next leader loads
-                // the truth from PostgreSQL (a booked hold is sold, else still held).
-                warn!(error = %e, hold = hold_id, "a confirm's outcome is unknown");
-                self.step_down(&l, "a confirm's outcome in PostgreSQL is unknown");
-                Err(ShardError::Unknown)
-            }
             Err(e) => {
-                restore(HoldState::Live);
-                Err(self.store_error(&l, e))
+                let unknown = e.outcome_unknown();
+                if unknown {
+                    warn!(error = %e, hold = hold_id, "a confirm's outcome is unknown");
+                }
+                let reaction = self.engine(&l).confirm_write_failed(hold_id, unknown);
+                match reaction {
+                    Some(reaction) => Err(self.react(&l, reaction).await),
+                    None => Err(self.store_error(&l, e)),
+                }
             }
         }
     }
 
+    /// A PostgreSQL error in the domain's terms; a sign of stale memory or a newer
+    /// leader ends this leadership.
     pub(super) fn store_error(&self, l: &Leadership, e: StoreError) -> ShardError {
         match e {
             StoreError::Fenced => {
@@ -176,35 +118,10 @@ impl Shard {
             .await
             .map_err(|e| self.store_error(&l, e))?;
         if changed {
-            let ev = {
-                let mut book = self.book(&l);
-                let holding = self.holding_of_booking(&book.inventory, &booking);
-                book.inventory.unsell(&holding);
-                if let Some(n) = book.per_user.get_mut(&booking.user) {
-                    *n = n.saturating_sub(holding.quantity());
-                }
-                self.event(&book, "returned", &holding, None, Some(&booking.reference))
-            };
-            self.publish(ev);
+            let event = self.engine(&l).returned(&booking);
+            self.publish(event);
         }
         Ok(booking)
-    }
-
-    pub(super) fn holding_of_booking(&self, inv: &Inventory, b: &Booking) -> Holding {
-        if let Some(g) = b.general.first()
-            && let Some(area) = inv.area_index(&g.area)
-        {
-            return Holding::General {
-                area,
-                quantity: g.quantity as u64,
-            };
-        }
-        Holding::Seats(
-            b.seats
-                .iter()
-                .filter_map(|s| s.parse::<SeatId>().ok().and_then(|id| inv.seat_index(&id)))
-                .collect::<Vec<SeatIndex>>(),
-        )
     }
 
     /// Checks a booking in (staff).

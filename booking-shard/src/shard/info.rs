@@ -1,21 +1,18 @@
 //! The show as the shard serves it, and the shapes of requests, holds and events.
 
-use super::*;
+use boxoffice_crds::{InventoryCounts, ShowConfig, VenueLayout};
+use serde::Serialize;
+
+use crate::engine::{Event, HoldFacts, HoldPhase, Rules};
 
 /// The show as the shard serves it.
 pub struct ShowInfo {
     pub config: ShowConfig,
     pub layout: VenueLayout,
-    /// Category → (price in minor units, currency).
-    pub prices: HashMap<String, (i64, String)>,
-    pub hold_ttl: Duration,
-    pub max_per_hold: u32,
-    /// Seats one user may hold and own at once (`holds.maxSeatsPerUser`; unset: twice
-    /// the per-hold limit, so one user cannot sweep a show).
-    pub max_per_user: u32,
-    /// Sales window in Unix ms (from `spec.sales`).
-    pub opens_at_ms: Option<i64>,
-    pub closes_at_ms: Option<i64>,
+    /// Prices, hold TTL, limits and the sales window, as the engine applies them.
+    /// `maxSeatsPerUser` unset is twice the per-hold limit, so one user cannot sweep
+    /// a show.
+    pub rules: Rules,
 }
 
 fn rfc3339_ms(s: &Option<String>) -> anyhow::Result<Option<i64>> {
@@ -40,7 +37,7 @@ impl ShowInfo {
         let hold_ttl = boxoffice_crds::validate::parse_duration(&config.spec.holds.ttl)
             .ok_or_else(|| anyhow::anyhow!("bad holds.ttl"))?;
         let sales = config.spec.sales.clone().unwrap_or_default();
-        Ok(Self {
+        let rules = Rules {
             opens_at_ms: rfc3339_ms(&sales.opens_at)?,
             closes_at_ms: rfc3339_ms(&sales.closes_at)?,
             max_per_hold: config.spec.holds.max_seats_per_hold,
@@ -49,10 +46,13 @@ impl ShowInfo {
                 .holds
                 .max_seats_per_user
                 .unwrap_or(config.spec.holds.max_seats_per_hold.saturating_mul(2)),
-            config,
-            layout,
             prices,
             hold_ttl,
+        };
+        Ok(Self {
+            config,
+            layout,
+            rules,
         })
     }
 
@@ -68,43 +68,6 @@ fn price_minor(price: &str) -> i64 {
     let whole: i64 = whole.parse().unwrap_or(0);
     let frac: i64 = format!("{frac:0<2}").parse().unwrap_or(0);
     whole * 100 + frac
-}
-
-/// A hold request.
-#[derive(Debug, Clone)]
-pub enum HoldRequest {
-    Seats(Vec<String>),
-    Best {
-        quantity: u32,
-        section: Option<String>,
-        category: Option<String>,
-    },
-    General {
-        area: String,
-        quantity: u64,
-    },
-}
-
-impl HoldRequest {
-    /// A short digest of what is asked for, stored with an idempotent hold.
-    pub fn digest(&self) -> String {
-        use sha2::Digest;
-        let text = match self {
-            HoldRequest::Seats(seats) => format!("seats\n{}", seats.join("\n")),
-            HoldRequest::Best {
-                quantity,
-                section,
-                category,
-            } => format!(
-                "best\n{quantity}\n{}\n{}",
-                section.as_deref().unwrap_or(""),
-                category.as_deref().unwrap_or("")
-            ),
-            HoldRequest::General { area, quantity } => format!("general\n{area}\n{quantity}"),
-        };
-        let hash = sha2::Sha256::digest(text.as_bytes());
-        hash[..12].iter().map(|b| format!("{b:02x}")).collect()
-    }
 }
 
 /// Where a hold is.
@@ -168,6 +131,39 @@ pub struct PublicSeatEvent<'a> {
     pub quantity: u64,
     #[schema(value_type = crate::api::schema::Counts)]
     pub counts: InventoryCounts,
+}
+
+impl From<HoldFacts> for HoldView {
+    fn from(f: HoldFacts) -> Self {
+        HoldView {
+            id: f.record.id,
+            user: f.record.user,
+            seats: f.record.seats,
+            area: f.record.area,
+            quantity: f.record.quantity,
+            expires_at_ms: f.record.expires_at_ms,
+            amount_minor: f.amount_minor,
+            currency: f.currency,
+            status: match f.phase {
+                HoldPhase::Confirming => HoldStatus::Confirming,
+                _ => HoldStatus::Held,
+            },
+        }
+    }
+}
+
+impl From<Event> for SeatEvent {
+    fn from(e: Event) -> Self {
+        SeatEvent {
+            kind: e.kind.as_str(),
+            seats: e.seats,
+            area: e.area,
+            quantity: e.quantity,
+            hold: e.hold,
+            booking: e.booking,
+            counts: e.counts,
+        }
+    }
 }
 
 impl SeatEvent {

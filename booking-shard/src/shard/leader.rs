@@ -1,6 +1,14 @@
 //! Campaigning, leading, and a new leader's load from PostgreSQL and etcd.
 
-use super::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{LOAD_TIMEOUT, Leadership, Role, Shard, bump};
+use crate::coord::{Campaign, HoldRecord};
+use crate::engine::{Effect, Engine, Now};
 use crate::mirror::Mirror;
 
 /// How long a new leader waits for its mirror to prove it is current before reading
@@ -124,82 +132,32 @@ impl Shard {
         let (postgres, etcd) = tokio::join!(postgres, etcd);
         let (sold, postgres_ms) = postgres?;
         let (source, stored, etcd_ms) = etcd?;
-        let (holds, locks) = (stored.holds, stored.locks);
-
-        let mut book = Book::new(&self.show.layout);
-        for seat in &sold.seats {
-            if let Some(i) = seat
-                .parse::<SeatId>()
-                .ok()
-                .and_then(|s| book.inventory.seat_index(&s))
-            {
-                book.inventory.load_sold(&Holding::Seats(vec![i]));
-            }
-        }
-        for (area, quantity) in &sold.general {
-            if let Some(a) = book.inventory.area_index(area) {
-                book.inventory.load_sold(&Holding::General {
-                    area: a,
-                    quantity: *quantity as u64,
-                });
-            }
-        }
-        for (user, n) in &sold.per_user {
-            book.per_user.insert(user.clone(), *n as u64);
-        }
-        let confirmed: std::collections::HashSet<&String> = sold.confirmed_holds.iter().collect();
-        let mut stale = Vec::new();
-        let now_wall = now_ms();
-        let now = Instant::now();
-        for record in holds {
-            if confirmed.contains(&record.id) || record.expires_at_ms <= now_wall {
-                stale.push(record);
-                continue;
-            }
-            let holding = match self.holding_of(&book.inventory, &record) {
-                Some(h) => h,
-                None => {
-                    stale.push(record);
-                    continue;
+        let loaded = Engine::load(
+            self.show.rules.clone(),
+            &self.show.layout,
+            &sold,
+            stored.holds,
+            stored.locks,
+            Now::read(),
+        );
+        for effect in loaded.effects {
+            match effect {
+                Effect::DeleteHolds(stale, _) => {
+                    let refs: Vec<&HoldRecord> = stale.iter().collect();
+                    self.coord.delete_holds(epoch, &refs).await?;
                 }
-            };
-            let slot = book.next_slot();
-            let taken = match &holding {
-                Holding::Seats(seats) => book.inventory.hold_seats(slot, seats),
-                Holding::General { area, quantity } => {
-                    book.inventory.hold_general(*area, *quantity)
+                Effect::DeleteSeatLocks(orphans) => {
+                    warn!(count = orphans.len(), "removing orphaned seat locks");
+                    self.coord.delete_seat_locks(epoch, &orphans).await?;
                 }
-            };
-            if taken.is_err() {
-                book.free.push(slot);
-                stale.push(record);
-                continue;
+                _ => {}
             }
-            let remaining = Duration::from_millis((record.expires_at_ms - now_wall) as u64);
-            book.insert(
-                slot,
-                HoldEntry::new(record, holding, now + remaining, HoldState::Live),
-            );
         }
-        if !stale.is_empty() {
-            let refs: Vec<&HoldRecord> = stale.iter().collect();
-            self.coord.delete_holds(epoch, &refs).await?;
-        }
-        // Seat locks whose hold is not live (left by an interrupted delete): memory says
-        // the seat is free, so the lock must go or every hold on it would be refused.
-        let orphans: Vec<String> = locks
-            .into_iter()
-            .filter(|(_, hold)| !book.by_id.contains_key(hold))
-            .map(|(seat, _)| seat)
-            .collect();
-        if !orphans.is_empty() {
-            warn!(count = orphans.len(), "removing orphaned seat locks");
-            self.coord.delete_seat_locks(epoch, &orphans).await?;
-        }
+        let engine = loaded.engine;
         info!(
             epoch,
             sold = sold.seats.len(),
-            holds = book.by_id.len(),
+            holds = engine.hold_count(),
             postgres_ms,
             etcd_ms,
             source,
@@ -209,26 +167,7 @@ impl Shard {
         Ok(Leadership {
             epoch,
             lost,
-            book: Mutex::new(book),
+            engine: Mutex::new(engine),
         })
-    }
-
-    pub(super) fn holding_of(&self, inventory: &Inventory, record: &HoldRecord) -> Option<Holding> {
-        match &record.area {
-            Some(area) => Some(Holding::General {
-                area: inventory.area_index(area)?,
-                quantity: record.quantity,
-            }),
-            None => record
-                .seats
-                .iter()
-                .map(|s| {
-                    s.parse::<SeatId>()
-                        .ok()
-                        .and_then(|id| inventory.seat_index(&id))
-                })
-                .collect::<Option<Vec<_>>>()
-                .map(Holding::Seats),
-        }
     }
 }

@@ -1,6 +1,8 @@
 //! Per-user rate limiting of hold attempts.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// Per-user token buckets for hold attempts.
 pub struct RateLimiter {

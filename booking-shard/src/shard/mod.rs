@@ -1,35 +1,36 @@
-//! The shard engine: campaigning for leadership, and the leader's operations.
+//! The shard: campaigning for leadership, and the leader's operations as adapters
+//! around the booking engine ([`crate::engine`]).
 //!
-//! A leader rules out conflicts in memory first (the [`Book`] behind one mutex, never
-//! held across an await), then writes through to etcd or PostgreSQL with a write that
-//! is fenced by its epoch. If a write says we are no longer the leader, or its outcome
-//! is unknown, the leader steps down: the next leader reloads the truth from etcd and
-//! PostgreSQL.
+//! A leader asks the engine first (its [`Engine`] behind one mutex, never held across
+//! an await): the engine rules out conflicts in memory and says what to write; the
+//! adapters here write through to etcd or PostgreSQL with a write that is fenced by the
+//! epoch, and report the outcome back. If a write says we are no longer the leader, or
+//! its outcome is unknown, the engine's reaction is to step down: the next leader
+//! reloads the truth from etcd and PostgreSQL.
 
-mod book;
 mod bookings;
 mod holds;
 mod info;
 mod leader;
 mod limiter;
 
-use book::{Book, HoldEntry, HoldState};
-pub use info::{HoldRequest, HoldStatus, HoldView, PublicSeatEvent, SeatEvent, ShowInfo};
+pub use crate::engine::{BadInput, HoldRequest, Result, ShardError};
+pub use info::{HoldStatus, HoldView, PublicSeatEvent, SeatEvent, ShowInfo};
 pub use limiter::RateLimiter;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use boxoffice_crds::{InventoryCounts, SeatId, ShowConfig, VenueLayout};
+use boxoffice_crds::InventoryCounts;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::warn;
 
-use crate::coord::{Campaign, CoordError, Coordinator, HoldRecord, LeaderInfo, now_ms};
-use crate::inventory::{Holding, Inventory, SeatIndex, Unavailable};
-use crate::store::{Booking, GeneralTickets, NewBooking, Store, StoreError, new_id};
+use crate::coord::{CoordError, Coordinator, LeaderInfo};
+use crate::engine::{Engine, Event, Failure, Reaction};
+use crate::inventory::Inventory;
+use crate::store::Store;
 
 /// How long a confirm's PostgreSQL transaction may take before its outcome counts as
 /// unknown (a partition never answers).
@@ -37,58 +38,12 @@ const DB_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a new leader's load may take before it gives the key back.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What is wrong with a request's input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BadInput {
-    Request,
-    UnknownSeat,
-    DuplicateSeat,
-    Quantity,
-    UnknownSection,
-    UnknownCategory,
-    UnknownArea,
-}
-
-/// What went wrong, in the domain's terms (the API maps them to HTTP once).
-#[derive(Debug, thiserror::Error)]
-pub enum ShardError {
-    #[error("this replica does not lead the show")]
-    NotLeader(Option<LeaderInfo>),
-    #[error("{1}")]
-    BadRequest(BadInput, String),
-    #[error("seats are not available")]
-    SeatsUnavailable(Vec<String>),
-    #[error("only {available} tickets left in {area}")]
-    SoldOut { area: String, available: u64 },
-    #[error("{0}")]
-    Limit(String),
-    #[error("not found")]
-    NotFound,
-    #[error("the hold has expired")]
-    Expired,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the outcome is unknown; retry with the same Idempotency-Key")]
-    Unknown,
-    /// etcd refused the write for lack of space (its NOSPACE alarm): nothing was
-    /// written, the leader keeps leading, and writes resume once space is reclaimed.
-    #[error("seat storage is full; holds are paused until space is reclaimed, retry later")]
-    StorageFull,
-    #[error("{0}")]
-    Closed(String),
-    #[error("too many hold attempts; slow down")]
-    RateLimited,
-    #[error("this Idempotency-Key was used for a different request")]
-    IdempotencyMismatch,
-}
-
-pub type Result<T, E = ShardError> = std::result::Result<T, E>;
-
-/// A leader's context: its epoch, the signal that leadership is lost, and the book.
+/// A leader's context: its epoch, the signal that leadership is lost, and the engine
+/// (the book and its rules).
 pub struct Leadership {
     pub epoch: i64,
     pub lost: CancellationToken,
-    book: Mutex<Book>,
+    engine: Mutex<Engine>,
 }
 
 /// What this replica is right now.
@@ -179,21 +134,9 @@ impl Shard {
         })
     }
 
-    /// Whether new holds may be taken now.
-    fn sales_open(&self) -> Result<()> {
-        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(ShardError::Closed(
-                "sales are closed: the show was withdrawn".into(),
-            ));
-        }
-        let now = now_ms();
-        if self.show.opens_at_ms.is_some_and(|t| now < t) {
-            return Err(ShardError::Closed("sales have not opened yet".into()));
-        }
-        if self.show.closes_at_ms.is_some_and(|t| now >= t) {
-            return Err(ShardError::Closed("sales have closed".into()));
-        }
-        Ok(())
+    /// Whether the show was withdrawn (closed in PostgreSQL).
+    fn closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn fault_pause(&self) {
@@ -238,12 +181,23 @@ impl Shard {
         }
     }
 
-    fn book<'a>(&self, l: &'a Leadership) -> std::sync::MutexGuard<'a, Book> {
-        l.book.lock().unwrap_or_else(|e| e.into_inner())
+    fn engine<'a>(&self, l: &'a Leadership) -> std::sync::MutexGuard<'a, Engine> {
+        l.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, event: SeatEvent) {
-        self.events.publish(event);
+    fn publish(&self, event: Event) {
+        self.events.publish(event.into());
+    }
+
+    /// Carries out the engine's answer to a failed write; returns the client's error.
+    async fn react(&self, l: &Leadership, reaction: Reaction) -> ShardError {
+        if let Some(why) = reaction.step_down {
+            self.step_down(l, why);
+        }
+        for effect in reaction.effects {
+            let _ = self.delete(l, effect).await;
+        }
+        reaction.error
     }
 
     /// The seat map as JSON bytes: rebuilt by `build` when seats changed since the
@@ -263,7 +217,7 @@ impl Shard {
         {
             return Ok(c.body.clone());
         }
-        let value = build(&self.book(&l).inventory);
+        let value = build(self.engine(&l).inventory());
         let body = axum::body::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
         *cache = Some(CachedMap {
             epoch: l.epoch,
@@ -272,84 +226,6 @@ impl Shard {
             body: body.clone(),
         });
         Ok(body)
-    }
-
-    fn event(
-        &self,
-        book: &Book,
-        kind: &'static str,
-        holding: &Holding,
-        hold: Option<&str>,
-        booking: Option<&str>,
-    ) -> SeatEvent {
-        let (seats, area) = match holding {
-            Holding::Seats(s) => (
-                s.iter()
-                    .map(|&i| book.inventory.seat_id(i).to_string())
-                    .collect(),
-                None,
-            ),
-            Holding::General { area, .. } => {
-                (Vec::new(), Some(book.inventory.areas()[*area].name.clone()))
-            }
-        };
-        SeatEvent {
-            kind,
-            seats,
-            area,
-            quantity: holding.quantity(),
-            hold: hold.map(str::to_string),
-            booking: booking.map(str::to_string),
-            counts: book.inventory.counts(),
-        }
-    }
-
-    fn price_of(&self, book: &Book, holding: &Holding) -> (i64, String) {
-        let mut total = 0;
-        let mut currency = String::new();
-        let mut add = |category: &str, n: u64| {
-            if let Some((minor, cur)) = self.show.prices.get(category) {
-                total += minor * n as i64;
-                currency.clone_from(cur);
-            }
-        };
-        match holding {
-            Holding::Seats(seats) => {
-                for &s in seats {
-                    let id = book.inventory.seat_id(s);
-                    if let Some(sec) = book
-                        .inventory
-                        .sections()
-                        .iter()
-                        .find(|x| x.name == id.section)
-                    {
-                        add(&sec.category, 1);
-                    }
-                }
-            }
-            Holding::General { area, quantity } => {
-                add(&book.inventory.areas()[*area].category, *quantity)
-            }
-        }
-        (total, currency)
-    }
-
-    fn view(&self, book: &Book, entry: &HoldEntry) -> HoldView {
-        let (amount_minor, currency) = self.price_of(book, &entry.holding);
-        HoldView {
-            id: entry.record.id.clone(),
-            user: entry.record.user.clone(),
-            seats: entry.record.seats.clone(),
-            area: entry.record.area.clone(),
-            quantity: entry.record.quantity,
-            expires_at_ms: entry.record.expires_at_ms,
-            amount_minor,
-            currency,
-            status: match entry.state {
-                HoldState::Confirming => HoldStatus::Confirming,
-                _ => HoldStatus::Held,
-            },
-        }
     }
 
     fn step_down(&self, l: &Leadership, why: &str) {
@@ -361,13 +237,26 @@ impl Shard {
     /// Counts for the whole show.
     pub fn counts(&self) -> Result<InventoryCounts> {
         let l = self.leadership()?;
-        Ok(self.book(&l).inventory.counts())
+        Ok(self.engine(&l).inventory().counts())
     }
 
     /// Runs `f` over the leader's inventory (seat map, availability).
     pub fn with_inventory<T>(&self, f: impl FnOnce(&Inventory) -> T) -> Result<T> {
         let l = self.leadership()?;
-        let book = self.book(&l);
-        Ok(f(&book.inventory))
+        let engine = self.engine(&l);
+        Ok(f(engine.inventory()))
+    }
+}
+
+/// How an etcd write failed, in the engine's terms.
+fn failure(e: &CoordError) -> Failure {
+    match e {
+        CoordError::SeatTaken | CoordError::HoldGone => Failure::Refused,
+        CoordError::Fenced => Failure::Fenced,
+        CoordError::NoSpace => Failure::NoSpace,
+        other => {
+            warn!(error = %other, "an etcd write failed");
+            Failure::Unknown
+        }
     }
 }

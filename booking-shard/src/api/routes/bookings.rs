@@ -57,7 +57,7 @@ pub(super) async fn my_bookings(
     if page
         .after
         .as_ref()
-        .is_some_and(|a| a.is_empty() || a.len() > 64)
+        .is_some_and(|a| a.is_empty() || a.chars().count() > 64)
     {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidRequest,

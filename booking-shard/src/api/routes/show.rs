@@ -59,9 +59,9 @@ pub(super) async fn show_info(State(state): State<AppState>) -> Result<Response,
                 currency: c.currency.clone(),
             })
             .collect(),
-        hold_ttl_seconds: show.hold_ttl.as_secs(),
-        max_seats_per_hold: show.max_per_hold,
-        max_seats_per_user: show.max_per_user,
+        hold_ttl_seconds: show.rules.hold_ttl.as_secs(),
+        max_seats_per_hold: show.rules.max_per_hold,
+        max_seats_per_user: show.rules.max_per_user,
         leader: state.shard.me.pod.clone(),
         inventory: counts.into(),
     })

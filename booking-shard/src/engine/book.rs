@@ -1,12 +1,29 @@
-//! The leader's in-memory book: the inventory plus the holds on it.
+//! The leader's in-memory book: the inventory plus the holds on it, with the indexes
+//! the rules need (by id, by deadline, per user, per idempotency key).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
 
-use super::*;
+use boxoffice_contract::HoldRecord;
+use boxoffice_crds::VenueLayout;
 
+use crate::inventory::{Holding, Inventory};
+
+/// Where a hold is in its life. Only a `Live` hold may be extended, released,
+/// confirmed or expired; the others have a write in flight.
+///
+/// ```text
+/// Pending --written--> Live --confirm--> Confirming --booked--> (sold, gone)
+///    |                  |  ^                  |
+///    +--write failed--> gone  +--extend/abort-+  (confirm failed: back to Live)
+///                       |
+///                       +--release/expire--> Ending --deleted--> gone
+/// ```
+///
+/// The payment states (a checkout in flight) fit between `Live` and `Confirming`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum HoldState {
-    /// Written to memory, etcd write in flight.
+pub enum HoldPhase {
+    /// Reserved in memory; its etcd write (or an extension's) is in flight.
     Pending,
     Live,
     /// A confirm is in flight: expiry must not release it.
@@ -16,59 +33,70 @@ pub(super) enum HoldState {
 }
 
 #[derive(Debug)]
-pub(super) struct HoldEntry {
-    pub(super) record: HoldRecord,
-    pub(super) holding: Holding,
+pub struct HoldEntry {
+    pub(crate) record: HoldRecord,
+    pub(crate) holding: Holding,
     /// When the leader expires the hold (monotonic). Private: the book keeps an index
     /// of deadlines, so it changes only through [`Book::set_deadline`].
     deadline: Instant,
-    pub(super) state: HoldState,
+    pub(crate) phase: HoldPhase,
 }
 
 impl HoldEntry {
-    pub(super) fn new(
+    pub(crate) fn new(
         record: HoldRecord,
         holding: Holding,
         deadline: Instant,
-        state: HoldState,
+        phase: HoldPhase,
     ) -> Self {
         Self {
             record,
             holding,
             deadline,
-            state,
+            phase,
         }
     }
 
-    pub(super) fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// A copy (tests build corrupted books from one).
+    #[cfg(test)]
+    pub(crate) fn clone_for_test(&self) -> Self {
+        Self {
+            record: self.record.clone(),
+            holding: self.holding.clone(),
+            deadline: self.deadline,
+            phase: self.phase,
+        }
     }
 }
 
 /// The leader's in-memory book: inventory plus holds.
-pub(super) struct Book {
-    pub(super) inventory: Inventory,
-    pub(super) slots: Vec<Option<HoldEntry>>,
-    pub(super) free: Vec<u32>,
-    pub(super) by_id: HashMap<String, u32>,
+pub struct Book {
+    pub(crate) inventory: Inventory,
+    pub(crate) slots: Vec<Option<HoldEntry>>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) by_id: HashMap<String, u32>,
     /// Every hold's (deadline, slot), in deadline order: expiry visits only what is due
     /// instead of scanning every live hold.
     deadlines: BTreeSet<(Instant, u32)>,
     /// Seats and tickets each user holds or owns.
-    pub(super) per_user: HashMap<String, u64>,
+    pub(crate) per_user: HashMap<String, u64>,
     /// (user, Idempotency-Key) → hold id.
-    pub(super) idempotent: HashMap<(String, String), String>,
+    pub(crate) idempotent: HashMap<(String, String), String>,
     /// Holds that expired lately (id → user), so a late confirm or extend is told
     /// `hold_expired` (410) rather than "not found". Bounded: the oldest are forgotten.
     expired: HashMap<String, String>,
-    expired_order: std::collections::VecDeque<String>,
+    expired_order: VecDeque<String>,
 }
 
 /// How many expired holds the book remembers.
 const REMEMBER_EXPIRED: usize = 100_000;
 
 impl Book {
-    pub(super) fn new(layout: &VenueLayout) -> Self {
+    pub(crate) fn new(layout: &VenueLayout) -> Self {
         Self {
             inventory: Inventory::new(layout),
             slots: Vec::new(),
@@ -78,12 +106,12 @@ impl Book {
             per_user: HashMap::new(),
             idempotent: HashMap::new(),
             expired: HashMap::new(),
-            expired_order: std::collections::VecDeque::new(),
+            expired_order: VecDeque::new(),
         }
     }
 
     /// Remembers that hold `id` of `user` expired.
-    pub(super) fn remember_expired(&mut self, id: &str, user: &str) {
+    pub(crate) fn remember_expired(&mut self, id: &str, user: &str) {
         if self.expired_order.len() >= REMEMBER_EXPIRED
             && let Some(old) = self.expired_order.pop_front()
         {
@@ -94,18 +122,18 @@ impl Book {
     }
 
     /// Whether hold `id` of `user` expired lately.
-    pub(super) fn expired_for(&self, id: &str, user: &str) -> bool {
+    pub(crate) fn expired_for(&self, id: &str, user: &str) -> bool {
         self.expired.get(id).is_some_and(|u| u == user)
     }
 
-    pub(super) fn next_slot(&mut self) -> u32 {
+    pub(crate) fn next_slot(&mut self) -> u32 {
         self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             (self.slots.len() - 1) as u32
         })
     }
 
-    pub(super) fn insert(&mut self, slot: u32, entry: HoldEntry) {
+    pub(crate) fn insert(&mut self, slot: u32, entry: HoldEntry) {
         self.by_id.insert(entry.record.id.clone(), slot);
         if let Some(key) = &entry.record.idempotency_key {
             self.idempotent.insert(
@@ -119,7 +147,7 @@ impl Book {
     }
 
     /// Moves a hold's deadline (an extension).
-    pub(super) fn set_deadline(&mut self, id: &str, deadline: Instant) {
+    pub(crate) fn set_deadline(&mut self, id: &str, deadline: Instant) {
         let Some(&slot) = self.by_id.get(id) else {
             return;
         };
@@ -133,31 +161,31 @@ impl Book {
     /// Marks the live holds whose deadline has passed as ending and returns their
     /// records. Visits only holds that are due (a busy one — pending, confirming,
     /// ending — stays due and is looked at again next time), never the whole book.
-    pub(super) fn take_due(&mut self, now: Instant) -> Vec<HoldRecord> {
+    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<HoldRecord> {
         let mut due = Vec::new();
         for &(_, slot) in self.deadlines.range(..=(now, u32::MAX)) {
             if let Some(entry) = self.slots[slot as usize].as_mut()
-                && entry.state == HoldState::Live
+                && entry.phase == HoldPhase::Live
             {
-                entry.state = HoldState::Ending;
+                entry.phase = HoldPhase::Ending;
                 due.push(entry.record.clone());
             }
         }
         due
     }
 
-    pub(super) fn entry(&self, id: &str) -> Option<(u32, &HoldEntry)> {
+    pub(crate) fn entry(&self, id: &str) -> Option<(u32, &HoldEntry)> {
         let slot = *self.by_id.get(id)?;
         self.slots[slot as usize].as_ref().map(|e| (slot, e))
     }
 
-    pub(super) fn entry_mut(&mut self, id: &str) -> Option<&mut HoldEntry> {
+    pub(crate) fn entry_mut(&mut self, id: &str) -> Option<&mut HoldEntry> {
         let slot = *self.by_id.get(id)?;
         self.slots[slot as usize].as_mut()
     }
 
     /// Removes a hold; `sold` turns its seats into sold ones instead of releasing them.
-    pub(super) fn remove(&mut self, id: &str, sold: bool) -> Option<HoldEntry> {
+    pub(crate) fn remove(&mut self, id: &str, sold: bool) -> Option<HoldEntry> {
         let slot = self.by_id.remove(id)?;
         let entry = self.slots[slot as usize].take()?;
         self.free.push(slot);
@@ -182,6 +210,7 @@ impl Book {
 mod tests {
     use super::*;
     use boxoffice_crds::seating::AreaLayout;
+    use std::time::Duration;
 
     fn book() -> Book {
         Book::new(&VenueLayout {
@@ -194,8 +223,8 @@ mod tests {
         })
     }
 
-    /// Adds a one-ticket hold `id` due at `deadline`, in `state`.
-    fn add(book: &mut Book, id: &str, deadline: Instant, state: HoldState) {
+    /// Adds a one-ticket hold `id` due at `deadline`, in `phase`.
+    fn add(book: &mut Book, id: &str, deadline: Instant, phase: HoldPhase) {
         let holding = Holding::General {
             area: 0,
             quantity: 1,
@@ -213,7 +242,7 @@ mod tests {
             created_at_ms: 0,
             request_digest: String::new(),
         };
-        book.insert(slot, HoldEntry::new(record, holding, deadline, state));
+        book.insert(slot, HoldEntry::new(record, holding, deadline, phase));
     }
 
     fn ids(records: Vec<HoldRecord>) -> Vec<String> {
@@ -227,25 +256,25 @@ mod tests {
         let now = Instant::now();
         let s = Duration::from_secs(1);
         let mut book = book();
-        add(&mut book, "late", now - s, HoldState::Live);
-        add(&mut book, "on-time", now, HoldState::Live);
-        add(&mut book, "future", now + s, HoldState::Live);
-        add(&mut book, "pending", now - s, HoldState::Pending);
-        add(&mut book, "confirming", now - s, HoldState::Confirming);
-        add(&mut book, "ending", now - s, HoldState::Ending);
+        add(&mut book, "late", now - s, HoldPhase::Live);
+        add(&mut book, "on-time", now, HoldPhase::Live);
+        add(&mut book, "future", now + s, HoldPhase::Live);
+        add(&mut book, "pending", now - s, HoldPhase::Pending);
+        add(&mut book, "confirming", now - s, HoldPhase::Confirming);
+        add(&mut book, "ending", now - s, HoldPhase::Ending);
 
         assert_eq!(ids(book.take_due(now)), ["late", "on-time"]);
         for id in ["late", "on-time"] {
             assert_eq!(
-                book.entry(id).map(|(_, e)| e.state),
-                Some(HoldState::Ending)
+                book.entry(id).map(|(_, e)| e.phase),
+                Some(HoldPhase::Ending)
             );
         }
         // Taken once: ending holds are not handed out again.
         assert!(book.take_due(now).is_empty());
         // A confirm that failed puts its hold back: it is due at the next look.
         if let Some(e) = book.entry_mut("confirming") {
-            e.state = HoldState::Live;
+            e.phase = HoldPhase::Live;
         }
         assert_eq!(ids(book.take_due(now)), ["confirming"]);
         assert_eq!(ids(book.take_due(now + 2 * s)), ["future"]);
@@ -256,8 +285,8 @@ mod tests {
         let now = Instant::now();
         let s = Duration::from_secs(1);
         let mut book = book();
-        add(&mut book, "a", now, HoldState::Live);
-        add(&mut book, "b", now, HoldState::Live);
+        add(&mut book, "a", now, HoldPhase::Live);
+        add(&mut book, "b", now, HoldPhase::Live);
         book.set_deadline("a", now + 10 * s);
         assert_eq!(
             book.entry("a").map(|(_, e)| e.deadline()),
@@ -267,7 +296,7 @@ mod tests {
         assert!(book.take_due(now + 5 * s).is_empty(), "a moved, b is gone");
         assert_eq!(ids(book.take_due(now + 10 * s)), ["a"]);
         // A slot reused by a new hold carries only the new hold's deadline.
-        add(&mut book, "c", now + 20 * s, HoldState::Live);
+        add(&mut book, "c", now + 20 * s, HoldPhase::Live);
         assert!(book.take_due(now + 15 * s).is_empty());
         assert_eq!(book.deadlines.len(), 2);
         book.remove("a", false);

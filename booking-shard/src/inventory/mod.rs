@@ -184,6 +184,11 @@ impl Inventory {
         (s, r)
     }
 
+    /// The price category of a seat.
+    pub fn category_of(&self, seat: SeatIndex) -> &str {
+        &self.sections[self.locate(seat).0].category
+    }
+
     /// The seat id of an index.
     pub fn seat_id(&self, seat: SeatIndex) -> SeatId {
         let (s, r) = self.locate(seat);
@@ -323,57 +328,6 @@ impl Inventory {
         }
     }
 
-    /// `quantity` adjacent available seats in one row, front rows first, in the named
-    /// section or in any section of the named category. A placement that would leave a
-    /// single seat stranded between taken seats (or an edge) is used only if no other
-    /// placement exists.
-    pub fn best_available(
-        &self,
-        section: Option<&str>,
-        category: Option<&str>,
-        quantity: u32,
-    ) -> Option<Vec<SeatIndex>> {
-        if quantity == 0 {
-            return None;
-        }
-        let mut fallback: Option<(SeatIndex, u32)> = None;
-        for s in &self.sections {
-            if section.is_some_and(|n| n != s.name) || category.is_some_and(|c| c != s.category) {
-                continue;
-            }
-            if s.counts.available < i64::from(quantity) {
-                continue;
-            }
-            for row in &s.rows {
-                if row.available < quantity {
-                    continue;
-                }
-                let mut run_start = None;
-                for i in 0..=row.seats {
-                    let free = i < row.seats && self.seats[(row.first + i) as usize] == AVAILABLE;
-                    match (free, run_start) {
-                        (true, None) => run_start = Some(i),
-                        (false, Some(start)) => {
-                            let len = i - start;
-                            if len >= quantity {
-                                let first = row.first + start;
-                                // Left-aligned leaves 0 on the left and len-q on the right;
-                                // right-aligned the reverse. An orphan is a gap of exactly 1.
-                                if len - quantity != 1 {
-                                    return Some((first..first + quantity).collect());
-                                }
-                                fallback.get_or_insert((first, quantity));
-                            }
-                            run_start = None;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        fallback.map(|(first, q)| (first..first + q).collect())
-    }
-
     /// Counts for one section.
     pub fn section_counts(&self, section: usize) -> InventoryCounts {
         self.sections[section].counts
@@ -416,166 +370,6 @@ pub enum SeatState {
     Sold,
 }
 
+mod best;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use boxoffice_crds::seating::{AreaLayout, RowLayout, SectionLayout};
-
-    fn layout() -> VenueLayout {
-        VenueLayout {
-            sections: vec![
-                SectionLayout {
-                    name: "stalls".into(),
-                    category: "premium".into(),
-                    rows: vec![
-                        RowLayout {
-                            name: "A".into(),
-                            seats: 5,
-                        },
-                        RowLayout {
-                            name: "B".into(),
-                            seats: 6,
-                        },
-                    ],
-                },
-                SectionLayout {
-                    name: "circle".into(),
-                    category: "standard".into(),
-                    rows: vec![RowLayout {
-                        name: "A".into(),
-                        seats: 4,
-                    }],
-                },
-            ],
-            areas: vec![AreaLayout {
-                name: "standing".into(),
-                category: "standard".into(),
-                capacity: 10,
-            }],
-        }
-    }
-
-    fn invariant(inv: &Inventory) {
-        let c = inv.counts();
-        assert_eq!(c.available + c.held + c.sold, c.total, "{c:?}");
-        for i in 0..inv.sections().len() {
-            let c = inv.section_counts(i);
-            assert_eq!(c.available + c.held + c.sold, c.total, "{c:?}");
-        }
-    }
-
-    #[test]
-    fn seat_ids_map_to_indices_and_back() {
-        let inv = Inventory::new(&layout());
-        assert_eq!(inv.seat_count(), 15);
-        for i in 0..15 {
-            let id = inv.seat_id(i);
-            assert_eq!(inv.seat_index(&id), Some(i), "{id}");
-        }
-        assert_eq!(inv.seat_id(5).to_string(), "stalls:B:1");
-        assert_eq!(inv.seat_id(11).to_string(), "circle:A:1");
-        assert_eq!(inv.seat_index(&SeatId::new("stalls", "A", 6)), None);
-        assert_eq!(inv.seat_index(&SeatId::new("stalls", "C", 1)), None);
-        assert_eq!(inv.seat_index(&SeatId::new("nowhere", "A", 1)), None);
-    }
-
-    #[test]
-    fn holds_conflict_and_release() {
-        let mut inv = Inventory::new(&layout());
-        inv.hold_seats(0, &[0, 1]).unwrap();
-        assert_eq!(inv.hold_seats(1, &[1, 2]), Err(Unavailable::Seats(vec![1])));
-        assert_eq!(
-            inv.state(2),
-            SeatState::Available,
-            "failed hold changes nothing"
-        );
-        assert!(
-            inv.hold_seats(1, &[2, 2]).is_err(),
-            "a seat twice in one hold"
-        );
-        invariant(&inv);
-        assert_eq!(inv.counts().held, 2);
-        inv.release(0, &Holding::Seats(vec![0, 1]));
-        assert_eq!(inv.counts().held, 0);
-        inv.hold_seats(1, &[1, 2]).unwrap();
-        // Releasing a stale slot does not free another hold's seats.
-        inv.release(0, &Holding::Seats(vec![1]));
-        assert_eq!(inv.state(1), SeatState::Held(1));
-        inv.sell(&Holding::Seats(vec![1, 2]));
-        assert_eq!(inv.counts().sold, 2);
-        invariant(&inv);
-        inv.unsell(&Holding::Seats(vec![1, 2]));
-        assert_eq!(inv.counts().available, inv.counts().total);
-    }
-
-    #[test]
-    fn general_admission_never_exceeds_capacity() {
-        let mut inv = Inventory::new(&layout());
-        inv.hold_general(0, 6).unwrap();
-        assert_eq!(
-            inv.hold_general(0, 5),
-            Err(Unavailable::General {
-                area: "standing".into(),
-                available: 4
-            })
-        );
-        inv.hold_general(0, 4).unwrap();
-        inv.sell(&Holding::General {
-            area: 0,
-            quantity: 4,
-        });
-        assert_eq!(inv.areas()[0].available(), 0);
-        invariant(&inv);
-    }
-
-    #[test]
-    fn best_available_avoids_orphans() {
-        let mut inv = Inventory::new(&layout());
-        // Row A has 5 seats; taking 4 would leave one orphan, so row B is used.
-        assert_eq!(
-            inv.best_available(Some("stalls"), None, 4),
-            Some(vec![5, 6, 7, 8])
-        );
-        // Taking 5 fills row A exactly.
-        assert_eq!(
-            inv.best_available(Some("stalls"), None, 5),
-            Some(vec![0, 1, 2, 3, 4])
-        );
-        // By category.
-        assert_eq!(
-            inv.best_available(None, Some("standard"), 2),
-            Some(vec![11, 12])
-        );
-        // Only orphaning placements left: used as a fallback.
-        inv.hold_seats(0, &[5, 6, 7, 8, 9, 10]).unwrap();
-        inv.hold_seats(1, &[11, 12, 13, 14]).unwrap();
-        assert_eq!(
-            inv.best_available(Some("stalls"), None, 4),
-            Some(vec![0, 1, 2, 3])
-        );
-        assert_eq!(inv.best_available(Some("stalls"), None, 6), None);
-        assert_eq!(inv.best_available(None, None, 0), None);
-    }
-
-    #[test]
-    fn memory_is_compact() {
-        let layout = VenueLayout {
-            sections: (0..50)
-                .map(|i| SectionLayout {
-                    name: format!("s{i}"),
-                    category: "c".into(),
-                    rows: (1..=32)
-                        .map(|r| RowLayout {
-                            name: r.to_string(),
-                            seats: 50,
-                        })
-                        .collect(),
-                })
-                .collect(),
-            areas: vec![],
-        };
-        let inv = Inventory::new(&layout);
-        assert_eq!(inv.seat_count(), 80_000);
-        assert!(inv.approx_bytes() / inv.seat_count() < 100);
-    }
-}
+mod tests;

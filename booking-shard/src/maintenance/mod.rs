@@ -35,6 +35,9 @@ use tracing::{debug, info, warn};
 
 use crate::shard::{Role, Shard};
 
+mod rules;
+pub use rules::{FAST_PACE, MemberSize, Plan, may_disarm, pace, plan, worth_defragmenting};
+
 /// What the loop may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -80,64 +83,6 @@ impl EtcdStats {
     fn work(&self) -> u64 {
         self.compactions.get() + self.defragmentations.get() + self.alarms_disarmed.get()
     }
-}
-
-/// One member's size, as its status reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemberSize {
-    pub db_size: i64,
-    pub in_use: i64,
-}
-
-/// What the rules decide before acting.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub compact: bool,
-    /// Indices of the members to defragment.
-    pub defragment: Vec<usize>,
-}
-
-/// Whether a member's file is past half the quota (then Auto mode acts early).
-fn pressed(m: &MemberSize, quota: i64) -> bool {
-    m.db_size >= quota / 2
-}
-
-/// Whether defragmenting a member is worth blocking it for the copy: under the alarm,
-/// when it gives back at least 5% of the quota; otherwise (Auto mode) when the file is
-/// past half the quota and at least half of it is free.
-pub fn worth_defragmenting(m: &MemberSize, quota: i64, mode: Mode, nospace: bool) -> bool {
-    let free = m.db_size - m.in_use;
-    match (mode, nospace) {
-        (Mode::Off, _) => false,
-        (_, true) => free >= quota / 20,
-        (Mode::Auto, false) => pressed(m, quota) && free >= m.db_size / 2,
-        (Mode::Alarm, false) => false,
-    }
-}
-
-/// What to do, from the members' sizes and the alarm.
-pub fn plan(members: &[MemberSize], quota: i64, mode: Mode, nospace: bool) -> Plan {
-    let compact = match mode {
-        Mode::Off => false,
-        Mode::Alarm => nospace,
-        Mode::Auto => nospace || members.iter().any(|m| pressed(m, quota)),
-    };
-    let defragment = members
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| worth_defragmenting(m, quota, mode, nospace))
-        .map(|(i, _)| i)
-        .collect();
-    Plan {
-        compact,
-        defragment,
-    }
-}
-
-/// Whether the alarm may be disarmed: every member's file is at most 80% of the quota,
-/// so writes have room again (disarming earlier would only raise it at once).
-pub fn may_disarm(members: &[MemberSize], quota: i64) -> bool {
-    !members.is_empty() && members.iter().all(|m| m.db_size <= quota / 10 * 8)
 }
 
 /// One member: its endpoint and a client to it alone (status and defragmentation are
@@ -187,6 +132,7 @@ pub async fn run(
         _ = tokio::time::sleep(jitter) => {}
     }
     let mut last_revision = 0;
+    let mut next_look = settings.interval;
     // Warn when a failure is new, not at every pass it repeats.
     let mut last_error: Option<String> = None;
     loop {
@@ -222,6 +168,8 @@ pub async fn run(
                 }
             }
             last_revision = reading.revision;
+            let sizes: Vec<MemberSize> = reading.sizes.iter().map(|(_, m)| *m).collect();
+            next_look = pace(&sizes, reading.quota, settings.mode, settings.interval);
             // Show what the work left (a disarmed alarm, a smaller file) now, not one
             // interval later.
             if stats.work() != work
@@ -232,7 +180,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(settings.interval) => {}
+            _ = tokio::time::sleep(next_look) => {}
         }
     }
 }
@@ -439,76 +387,4 @@ async fn connect(m: &mut Member, access: &EtcdAccess) -> anyhow::Result<Client> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIB: i64 = 1024 * 1024;
-    const QUOTA: i64 = 100 * MIB;
-
-    fn size(db_size: i64, in_use: i64) -> MemberSize {
-        MemberSize {
-            db_size: db_size * MIB,
-            in_use: in_use * MIB,
-        }
-    }
-
-    #[test]
-    fn a_small_database_is_left_alone() {
-        let members = [size(40, 5)];
-        assert_eq!(plan(&members, QUOTA, Mode::Auto, false), Plan::default());
-    }
-
-    #[test]
-    fn auto_mode_acts_before_the_alarm_when_half_the_quota_is_used() {
-        // Past half the quota and mostly free pages: compact and defragment.
-        let members = [size(60, 20), size(55, 40)];
-        assert_eq!(
-            plan(&members, QUOTA, Mode::Auto, false),
-            Plan {
-                compact: true,
-                defragment: vec![0],
-            }
-        );
-        // Only-alarm mode waits for the alarm; off does nothing.
-        assert_eq!(plan(&members, QUOTA, Mode::Alarm, false), Plan::default());
-        assert_eq!(plan(&members, QUOTA, Mode::Off, true), Plan::default());
-    }
-
-    #[test]
-    fn under_the_alarm_every_member_with_space_to_give_is_defragmented() {
-        let members = [size(100, 70), size(100, 97), size(99, 10)];
-        for mode in [Mode::Auto, Mode::Alarm] {
-            assert_eq!(
-                plan(&members, QUOTA, mode, true),
-                Plan {
-                    compact: true,
-                    defragment: vec![0, 2],
-                },
-                "{mode:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_alarm_is_disarmed_only_when_every_member_has_room() {
-        assert!(may_disarm(&[size(10, 10), size(80, 80)], QUOTA));
-        assert!(!may_disarm(&[size(10, 10), size(81, 81)], QUOTA));
-        // Live data filling the quota: compaction cannot help, the alarm stays.
-        assert!(!may_disarm(&[size(98, 97)], QUOTA));
-        assert!(!may_disarm(&[], QUOTA), "no member answered");
-    }
-
-    #[test]
-    fn only_the_leader_acts_unless_the_alarm_leaves_the_show_without_one() {
-        use crate::coord::LeaderInfo;
-        let someone = Role::Follower(Some(LeaderInfo {
-            pod: "p".into(),
-            address: "http://x".into(),
-            sig: String::new(),
-        }));
-        assert!(!may_act(&someone, true));
-        assert!(!may_act(&Role::Candidate, false));
-        assert!(may_act(&Role::Candidate, true));
-        assert!(may_act(&Role::Follower(None), true));
-    }
-}
+mod tests;

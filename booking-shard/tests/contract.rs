@@ -1,0 +1,98 @@
+//! The contract with the operator against a real etcd: what the shard's coordinator
+//! writes (the leader record, seat locks, hold records) is read back at the keys and
+//! in the shapes `boxoffice-contract` defines, and the way the operator has read the
+//! leader record (untyped, `pod` and `address`) still finds it.
+
+use booking_shard::coord::{Campaign, Coordinator, HoldRecord, Keys, LeaderInfo, now_ms};
+use boxoffice_contract::ShowKeys;
+use boxoffice_e2e::{EtcdOptions, EtcdServer};
+use etcd_client::{Client, GetOptions};
+
+#[tokio::test]
+async fn the_operator_reads_what_the_shard_writes() {
+    let server = EtcdServer::start(EtcdOptions {
+        name: "contract".into(),
+        ..EtcdOptions::default()
+    })
+    .await
+    .expect("etcd");
+    let coord = Coordinator::connect(&[server.endpoint()], Keys::new("tickets", "club"))
+        .await
+        .expect("coordinator");
+    let me = LeaderInfo {
+        pod: "club-7f9c-0".into(),
+        address: "http://10.1.2.3:8080".into(),
+        sig: "c2lnbmVk".into(),
+    };
+    let Campaign::Won { epoch, .. } = coord.campaign(&me, 30).await.expect("campaign") else {
+        panic!("a fresh etcd has no leader");
+    };
+    let expires_at_ms = now_ms() + 60_000;
+    let hold = HoldRecord {
+        id: "0af3".into(),
+        user: "ann".into(),
+        seats: vec!["main:A:1".into(), "main:A:2".into()],
+        area: None,
+        quantity: 2,
+        expires_at_ms,
+        idempotency_key: Some("k1".into()),
+        created_at_ms: expires_at_ms - 60_000,
+        request_digest: "d1".into(),
+    };
+    let lease = coord.hold_lease(expires_at_ms).await.expect("lease");
+    coord.create_hold(epoch, &hold, lease).await.expect("hold");
+
+    let mut etcd = Client::connect([server.endpoint()], None)
+        .await
+        .expect("client");
+    // The leader key where the operator has always looked for it.
+    let got = etcd
+        .get("/boxoffice/tickets/club/leader", None)
+        .await
+        .expect("get leader");
+    let kv = got.kvs().first().expect("the leader key exists");
+    assert_eq!(
+        kv.create_revision(),
+        epoch,
+        "its create revision is the epoch"
+    );
+    let untyped: serde_json::Value = serde_json::from_slice(kv.value()).expect("json");
+    assert_eq!(untyped["pod"], "club-7f9c-0");
+    assert_eq!(untyped["address"], "http://10.1.2.3:8080");
+    assert_eq!(LeaderInfo::from_bytes(kv.value()).ok(), Some(me));
+
+    // Seat locks and the hold record under the contract's prefixes.
+    let keys = ShowKeys::new("tickets", "club");
+    let prefix = GetOptions::new().with_prefix();
+    let seats = etcd
+        .get(keys.seats_prefix(), Some(prefix.clone()))
+        .await
+        .expect("seats");
+    let locks: Vec<(String, String)> = seats
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let seat = keys.seat_of(&key).expect("a seat key").to_string();
+            (seat, String::from_utf8_lossy(kv.value()).into_owned())
+        })
+        .collect();
+    assert_eq!(
+        locks,
+        [
+            ("main:A:1".to_string(), "0af3".to_string()),
+            ("main:A:2".to_string(), "0af3".to_string())
+        ]
+    );
+    let holds = etcd
+        .get(keys.holds_prefix(), Some(prefix))
+        .await
+        .expect("holds");
+    let [kv] = holds.kvs() else {
+        panic!("one hold record, got {}", holds.kvs().len());
+    };
+    assert_eq!(String::from_utf8_lossy(kv.key()), keys.hold("0af3"));
+    let stored: HoldRecord = serde_json::from_slice(kv.value()).expect("a hold record");
+    assert_eq!(stored, hold);
+    assert_eq!(kv.lease(), lease, "the record lives on the hold's lease");
+}

@@ -31,7 +31,7 @@ case "${1:-}" in
     [ -n "${2:-}" ] || { echo "usage: scripts/demo.sh token USER [ROLES]" >&2; exit 2; }
     [ -s "$work/jwt-secret" ] || { echo "demo: no demo has run here (start scripts/demo.sh first)" >&2; exit 1; }
     [ -x "$target/debug/mint-token" ] || cargo build -q -p booking-shard --bin mint-token
-    exec "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$2" --roles "${3:-}" --ttl 3600
+    exec "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$2" ${3:+--roles "$3"} --ttl 3600
     ;;
   *) echo "usage: scripts/demo.sh [--check | token USER [ROLES]]" >&2; exit 2 ;;
 esac
@@ -64,7 +64,7 @@ for i in "${!urls[@]}"; do stack_wait_shard "shard-$i" "${pids[$i]}" "${urls[$i]
 kill -0 "${stack_pids[0]}" 2>/dev/null || stack_fail "etcd exited" "$work/etcd.log"
 
 show=$(sed -n 's/^  name: *//p' "$SHOW_FILE" | head -n 1)
-mint() { "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$1" --roles "${2:-}"; }
+mint() { "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$1" ${2:+--roles "$2"}; }
 token=$(mint demo-user)
 staff=$(mint demo-usher staff)
 roles=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # THE test command (README, CI): builds or finds the test toolchain, then checks
 # formatting, lints, and runs every test of the workspace against real servers
-# (etcd, PostgreSQL, kube-apiserver, kube-controller-manager, kube-scheduler).
+# (etcd, PostgreSQL, kube-apiserver, kube-controller-manager, kube-scheduler, headless
+# Chromium through chromedriver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

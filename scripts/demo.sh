@@ -1,65 +1,107 @@
 #!/usr/bin/env bash
 # Runs boxoffice locally: a private etcd and PostgreSQL (data under target/demo), and
-# two booking-shard replicas for examples/shows/club.yaml. Prints the URLs and a demo
-# token; Ctrl-C stops everything.
+# two booking-shard replicas for examples/demo/club-night.yaml (reserved rows and a
+# standing area). Prints the URLs, the seat-map page and demo tokens; Ctrl-C stops
+# everything.
 #
-#   scripts/demo.sh            # run until Ctrl-C
-#   scripts/demo.sh --smoke    # start, hold and confirm two seats through the standby, stop
+#   scripts/demo.sh                        # run until Ctrl-C
+#   scripts/demo.sh token USER [ROLES]     # another token for the running demo
+#                                          # (ROLES: comma-separated, e.g. staff)
+#   scripts/demo.sh --check                # start, run the README's API examples
+#                                          # (the block marked for it) through the
+#                                          # standby, stop; non-zero on any failure
 #
-# Ports (override with env): ETCD_PORT=23791, PG_PORT=25432, SHARD_PORTS="8081 8082".
+# Ports (override with env): ETCD_PORT=23791 (and +1 for its peers), PG_PORT=25432,
+# SHARD_PORTS="8081 8082" (metrics on each + 1000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-smoke=false
-[ "${1:-}" = "--smoke" ] && smoke=true
 
 ETCD_PORT=${ETCD_PORT:-23791}
 PG_PORT=${PG_PORT:-25432}
 SHARD_PORTS=${SHARD_PORTS:-"8081 8082"}
-SHOW_FILE=${SHOW_FILE:-examples/shows/club.yaml}
+SHOW_FILE=${SHOW_FILE:-examples/demo/club-night.yaml}
+target=${CARGO_TARGET_DIR:-$PWD/target}
+work=$target/demo
 
-# The whole workspace, as test.sh builds it: the same feature resolution, so no rebuild.
-cargo build -q --workspace --bins
+mode=run
+case "${1:-}" in
+  "") ;;
+  --check) mode=check ;;
+  token)
+    [ -n "${2:-}" ] || { echo "usage: scripts/demo.sh token USER [ROLES]" >&2; exit 2; }
+    [ -s "$work/jwt-secret" ] || { echo "demo: no demo has run here (start scripts/demo.sh first)" >&2; exit 1; }
+    [ -x "$target/debug/mint-token" ] || cargo build -q -p booking-shard --bin mint-token
+    exec "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$2" ${3:+--roles "$3"} --ttl 3600
+    ;;
+  *) echo "usage: scripts/demo.sh [--check | token USER [ROLES]]" >&2; exit 2 ;;
+esac
+
 . scripts/lib/stack.sh
-stack_init "$PWD/target/demo"
+ports=("$ETCD_PORT" "$((ETCD_PORT + 1))" "$PG_PORT")
+for port in $SHARD_PORTS; do ports+=("$port" "$((port + 1000))"); done
+stack_check_ports "${ports[@]}"
+
+# Only the shard and mint-token (not the operator): cargo's own progress shows.
+echo "demo: building booking-shard (the first build compiles a few hundred crates: several minutes)" >&2
+cargo build -p booking-shard --bins
+echo "demo: starting etcd, PostgreSQL and $(echo $SHARD_PORTS | wc -w) replicas (the first run builds etcd too: a few minutes)" >&2
+stack_init "$work"
 stack_etcd "$ETCD_PORT"
 stack_postgres "$PG_PORT" boxoffice
 
-secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export BOXOFFICE_JWT_SECRET=$secret
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/jwt-secret"
+chmod 600 "$work/jwt-secret"
+export BOXOFFICE_JWT_SECRET_FILE=$work/jwt-secret
 urls=()
-i=0
+pids=()
 for port in $SHARD_PORTS; do
-  stack_shard target/debug/booking-shard "shard-$i" "$port" "$SHOW_FILE" \
+  stack_shard "$target/debug/booking-shard" "shard-${#urls[@]}" "$port" "$SHOW_FILE" \
     "http://127.0.0.1:$ETCD_PORT" "postgres://postgres@127.0.0.1:$PG_PORT/boxoffice"
+  pids+=("${stack_pids[-1]}")
   urls+=("http://127.0.0.1:$port")
-  i=$((i + 1))
 done
+for i in "${!urls[@]}"; do stack_wait_shard "shard-$i" "${pids[$i]}" "${urls[$i]}"; done
+kill -0 "${stack_pids[0]}" 2>/dev/null || stack_fail "etcd exited" "$work/etcd.log"
 
 show=$(sed -n 's/^  name: *//p' "$SHOW_FILE" | head -n 1)
-stack_wait_ready "${urls[@]}"
-token=$(target/debug/mint-token --secret "$secret" --sub demo-user)
-staff=$(target/debug/mint-token --secret "$secret" --sub demo-usher --roles staff)
+mint() { "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$1" ${2:+--roles "$2"}; }
+token=$(mint demo-user)
+staff=$(mint demo-usher staff)
+roles=()
+standby=""
+for url in "${urls[@]}"; do
+  role=$(curl -fs "$url/readyz" || echo "not ready")
+  roles+=("$url ($role)")
+  [ "$role" = standby ] && standby=$url
+done
 
-if $smoke; then
-  standby=""
-  for url in "${urls[@]}"; do
-    [ "$(curl -fs "$url/readyz")" = standby ] && standby=$url
-  done
-  [ -n "$standby" ] || { echo "demo: no standby replica" >&2; exit 1; }
-  hold=$(curl -fsS -X POST "$standby/v1/shows/$show/holds" -H "Authorization: Bearer $token" \
-    -H 'Content-Type: application/json' -d '{"best": {"quantity": 2}}')
-  id=$(echo "$hold" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
-  booking=$(curl -fsS -X POST "$standby/v1/shows/$show/holds/$id/confirm" \
-    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"paymentReference": "demo"}')
-  echo "$booking" | grep -q '"status":"confirmed"' || { echo "demo: confirm failed: $booking" >&2; exit 1; }
-  echo "demo smoke: 1 passed, 0 failed"
-  exit 0
+if [ "$mode" = check ]; then
+  # The block after the marker line in README.md, run as written with the demo's
+  # variables; the curl wrapper fails the run on any HTTP error answer.
+  [ -n "$standby" ] || stack_fail "no standby replica"
+  block=$(awk '/<!-- demo.sh --check runs the next block -->/ {m=1; next}
+               m && /^```/ {if (in_block) exit; in_block=1; next}
+               in_block {print}' README.md)
+  [ -n "$block" ] || stack_fail "README.md has no block marked for the check"
+  log=$work/readme-check.log
+  if API=$standby/v1/shows/$show TOKEN=$token STAFF=$staff bash -c '
+      set -euo pipefail
+      curl() { command curl --fail-with-body --show-error --max-time 10 "$@"; }
+      set -x
+      '"$block" >"$log" 2>&1; then
+    echo "demo check: the README's API examples ran through the standby ($(grep -c '^+* *command curl' "$log") requests)"
+    echo "demo check: 1 passed, 0 failed"
+    exit 0
+  fi
+  stack_fail "the README's API examples failed" "$log"
 fi
 
 cat <<MSG
 boxoffice demo: show "$show" from $SHOW_FILE
-  shards:     ${urls[*]}   (either one answers; the standby forwards to the leader)
+  shards:     ${roles[*]}
+              (either one answers; the standby forwards to the leader)
+  seat map:   ${urls[0]}/seatmap#token=$token
+              (a live page: click a seat to hold it; the token after # stays in the tab)
   etcd:       http://127.0.0.1:$ETCD_PORT
   PostgreSQL: postgres://postgres@127.0.0.1:$PG_PORT/boxoffice
   logs:       $work/*.log
@@ -68,9 +110,12 @@ boxoffice demo: show "$show" from $SHOW_FILE
   export STAFF=$staff
   export API=${urls[0]}/v1/shows/$show
 
-  curl -s \$API/availability | head -c 400; echo
+  More tokens (valid 1 h), any user and roles:  scripts/demo.sh token alice
+                                                scripts/demo.sh token bob staff
+  The README's "booking API" examples run as written with these variables.
+
+  curl -s \$API/availability
   curl -s -X POST \$API/holds -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"best": {"quantity": 2}}'
-  curl -s -X POST \$API/holds/<hold-id>/confirm -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"paymentReference": "pay-1"}'
   curl -N \$API/events
 
 Ctrl-C stops everything.

@@ -2,7 +2,10 @@
 # Makes the test toolchain available and prints the directory that holds it.
 #
 #   bin=$(scripts/tools.sh)        # etcd, kube-apiserver, kube-controller-manager,
-#                                  # kube-scheduler, helm, st (schemathesis)
+#                                  # kube-scheduler, helm, st (schemathesis),
+#                                  # openapi-python-client; chromium and chromedriver
+#                                  # (Debian packages) for the browser test
+#   bin=$(scripts/tools.sh etcd)   # etcd only (what scripts/demo.sh needs)
 #
 # Versions are pinned below and by the Go modules under scripts/tools/*/ (go.mod and
 # go.sum are committed, so every build resolves the same sources). Binaries are taken
@@ -16,6 +19,14 @@ KUBE_VERSION=v1.33.13
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.19.5
 SCHEMATHESIS_VERSION=4.32.5
+OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
+
+only=${1:-all}
+case "$only" in
+  all) tools=(kube-apiserver kube-controller-manager kube-scheduler etcd helm) ;;
+  etcd) tools=(etcd) ;;
+  *) echo "usage: scripts/tools.sh [etcd]" >&2; exit 2 ;;
+esac
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${BOXOFFICE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/boxoffice/tools}
@@ -42,6 +53,13 @@ missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v wget >/dev/null 2>&1 || missing+=(wget)
+# jq: the README's API examples (run by `scripts/demo.sh --check`) read answers with it.
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+# The seat-map page's browser test drives Debian's Chromium through chromedriver.
+if [ "$only" = all ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "tools.sh: installing ${missing[*]} with apt-get" >&2
@@ -108,7 +126,7 @@ kube_ldflags() {
   done
 }
 
-for name in kube-apiserver kube-controller-manager kube-scheduler etcd helm; do
+for name in "${tools[@]}"; do
   if [ -x "$bin/$name" ] && [ "$(version_of "$name" "$bin/$name")" = "$(want_version "$name")" ]; then
     continue
   fi
@@ -125,6 +143,11 @@ for name in kube-apiserver kube-controller-manager kube-scheduler etcd helm; do
   [ "$got" = "$(want_version "$name")" ] || fail "$name reports version $got, expected $(want_version "$name")"
 done
 
+if [ "$only" = etcd ]; then
+  echo "$bin"
+  exit 0
+fi
+
 # schemathesis (PyPI) checks the served OpenAPI document against the running shard:
 # a virtualenv in the cache, its `st` linked into the bin directory.
 venv="$cache/schemathesis-$SCHEMATHESIS_VERSION"
@@ -137,5 +160,18 @@ if [ ! -x "$venv/bin/st" ] || [ "$("$venv/bin/st" --version 2>/dev/null | grep -
     fail "pip install schemathesis==$SCHEMATHESIS_VERSION failed"
 fi
 ln -sf "$venv/bin/st" "$bin/st"
+
+# openapi-python-client (PyPI) generates a client from booking-shard/openapi.json for
+# the generated-client test; the generated code runs with this virtualenv's Python
+# (httpx, attrs), found next to the linked executable.
+venv="$cache/openapi-python-client-$OPENAPI_PYTHON_CLIENT_VERSION"
+if [ ! -x "$venv/bin/openapi-python-client" ] || ! "$venv/bin/openapi-python-client" --version 2>/dev/null | grep -q "$OPENAPI_PYTHON_CLIENT_VERSION"; then
+  echo "tools.sh: installing openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION (first run only)" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv" >>"$log" 2>&1 || fail "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$venv/bin/pip" install -q "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION" >>"$log" 2>&1 ||
+    fail "pip install openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION failed"
+fi
+ln -sf "$venv/bin/openapi-python-client" "$bin/openapi-python-client"
 
 echo "$bin"

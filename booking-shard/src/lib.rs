@@ -7,6 +7,7 @@ pub mod batch;
 pub mod config;
 pub mod coord;
 pub mod engine;
+pub mod events;
 pub mod fencing;
 pub mod inventory;
 pub mod keys;

@@ -9,7 +9,33 @@ stack_init() {  # WORK_DIR
   stack_pids=()
   trap stack_stop EXIT
   trap 'exit 130' INT TERM
-  bin=$(scripts/tools.sh)
+  bin=$(scripts/tools.sh etcd)
+}
+
+# stack_fail MESSAGE [LOG]: says what went wrong (with the log's last lines) and exits.
+stack_fail() {
+  echo "$(basename "$0"): $1" >&2
+  if [ -n "${2:-}" ] && [ -s "$2" ]; then
+    echo "--- last lines of $2 ---" >&2
+    tail -n 20 "$2" >&2
+  fi
+  exit 1
+}
+
+# stack_port_taken PORT: true when something on this machine accepts connections there.
+stack_port_taken() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# stack_check_ports PORT...: refuses to go on when one of them is taken (a server
+# already listening there would answer in place of ours).
+stack_check_ports() {
+  local port
+  for port in "$@"; do
+    if stack_port_taken "$port"; then
+      stack_fail "port $port is already in use (another demo still running, or another server); stop it or choose other ports (ETCD_PORT, PG_PORT, SHARD_PORTS)"
+    fi
+  done
 }
 
 stack_stop() {
@@ -46,9 +72,11 @@ stack_postgres() {  # PORT DB — PostgreSQL refuses root: run as postgres when 
   stack_pids+=($!)
   for _ in $(seq 100); do
     "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+    kill -0 "${stack_pids[-1]}" 2>/dev/null || stack_fail "PostgreSQL exited at start" "$work/postgres.log"
     sleep 0.1
   done
-  "$pgbin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE $db" >/dev/null
+  "$pgbin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE $db" >/dev/null ||
+    stack_fail "PostgreSQL did not start" "$work/postgres.log"
 }
 
 # /metrics is served on PORT + 1000.
@@ -61,12 +89,26 @@ stack_shard() {  # BINARY NAME PORT SHOW_FILE ETCD_URL DATABASE_URL [extra args.
   stack_pids+=($!)
 }
 
+# Waits until every URL's /readyz answers; fails after 30 s.
 stack_wait_ready() {  # URL...
   local url
   for url in "$@"; do
-    for _ in $(seq 200); do
+    for i in $(seq 300); do
       curl -fs "$url/readyz" >/dev/null 2>&1 && break
+      [ "$i" = 300 ] && stack_fail "$url did not become ready within 30 s (logs in $work)"
       sleep 0.1
     done
+  done
+}
+
+# Waits until a shard process serves (/readyz answers leader or standby); fails at once,
+# with its log, when the process exits (a port taken, a bad flag, etcd unreachable).
+stack_wait_shard() {  # NAME PID URL
+  local name=$1 pid=$2 url=$3
+  for i in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || stack_fail "replica $name exited at start" "$work/$name.log"
+    curl -fs "$url/readyz" >/dev/null 2>&1 && return 0
+    [ "$i" = 300 ] && stack_fail "replica $name did not become ready within 30 s" "$work/$name.log"
+    sleep 0.1
   done
 }

@@ -46,6 +46,7 @@ pub enum ErrorCode {
     PaymentRequired,
     SalesClosed,
     HoldExpired,
+    HoldConfirmed,
     PayloadTooLarge,
     UnsupportedMediaType,
     IdempotencyKeyReused,
@@ -75,6 +76,9 @@ pub struct ErrorDetail {
     /// With `seats_unavailable`: the seats that are taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seats: Option<Vec<String>>,
+    /// With `hold_confirmed`: the reference of the booking the hold became.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking: Option<String>,
 }
 
 #[derive(Debug)]
@@ -83,6 +87,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub seats: Option<Vec<String>>,
+    pub booking: Option<String>,
     pub retry_after: Option<u32>,
 }
 
@@ -93,6 +98,7 @@ impl ApiError {
             code,
             message: message.into(),
             seats: None,
+            booking: None,
             retry_after: None,
         }
     }
@@ -139,6 +145,7 @@ impl IntoResponse for ApiError {
                 code,
                 message: self.message,
                 seats: self.seats,
+                booking: self.booking,
             },
         };
         let mut response = (status, Json(body)).into_response();

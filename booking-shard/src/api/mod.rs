@@ -7,6 +7,8 @@ pub mod auth;
 pub mod error;
 pub mod observe;
 pub mod openapi;
+pub mod page;
+mod ready;
 mod routes;
 pub mod schema;
 pub mod serve;
@@ -110,7 +112,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(reject_oversized));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(ready::readyz))
         .route(
             "/v1/openapi.json",
             get(move || async move {
@@ -121,6 +123,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .merge(v1)
+        .merge(page::router(&show.config.name))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -143,14 +146,6 @@ pub fn metrics_app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    match state.shard.role() {
-        Role::Leader(_) => (StatusCode::OK, "leader").into_response(),
-        Role::Follower(Some(_)) => (StatusCode::OK, "standby").into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "no leader known").into_response(),
-    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -239,8 +239,12 @@ pub struct BookingList {
     pub next: Option<String>,
 }
 
-/// The first event of the public stream.
+/// The first event of the public stream (`snapshot`), and what a `reset` carries: the
+/// counts and every seat's state (as `GET /seats`). Its event id numbers the last
+/// change it holds; the `seats` events after it continue from there.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub counts: Counts,
+    pub seat_map: SeatMap,
 }

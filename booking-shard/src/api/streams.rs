@@ -1,17 +1,117 @@
-//! Caps on Server-Sent Event streams: in total (503 `too_many_streams`) and per client
-//! (429 `too_many_streams`), so anonymous watchers cannot hold unbounded memory.
+//! Server-Sent Event streams: the public stream of seat changes, resumable with
+//! `Last-Event-ID` ([`public`]); and caps on streams, in total (503
+//! `too_many_streams`) and per client (429 `too_many_streams`), so anonymous watchers
+//! cannot hold unbounded memory.
 //!
 //! The client is the authenticated user for a user's own streams and the client
 //! address for the public one (for a request a standby forwarded, the address the
 //! standby saw, which it vouches for with the peer signature).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
+use axum::response::sse::Event;
+use futures::Stream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::observe::Metrics;
+use super::schema::{SeatMap, Snapshot};
+use crate::events::{Published, event_id, parse_event_id};
+use crate::inventory::Inventory;
+
+/// The public stream of seat changes, from a snapshot or — with the `Last-Event-ID`
+/// of an earlier stream — from the changes missed since that id when the leader's
+/// ring still has them all; otherwise from a `reset` (a fresh snapshot). `map` builds
+/// the seat map (as `GET /seats` serves it).
+///
+/// The live changes are subscribed to before the snapshot is taken, and changes the
+/// snapshot or the replay already covered are skipped by number, so none is lost
+/// between the two and none is sent twice.
+pub fn public(
+    state: &AppState,
+    last_event_id: Option<&str>,
+    map: fn(&Inventory) -> SeatMap,
+) -> Result<impl Stream<Item = Result<Event, Infallible>> + Send + use<>, ApiError> {
+    let live = state.shard.subscribe();
+    let resume = last_event_id.and_then(parse_event_id);
+    let missed = resume.and_then(|(epoch, seq)| state.shard.events().since(epoch, seq));
+    let (head, mut after) = match (missed, resume) {
+        (Some(missed), Some((_, seq))) => {
+            // Resuming is for the leader only (it alone has the current term's ring).
+            state.shard.leadership()?;
+            let after = missed.last().map_or(seq, |p| p.seq);
+            (missed.iter().map(seats_event).collect(), after)
+        }
+        _ => {
+            let kind = if last_event_id.is_some() {
+                "reset"
+            } else {
+                "snapshot"
+            };
+            let (event, after) = snapshot(state, kind, map)?;
+            (vec![event], after)
+        }
+    };
+    let state = state.clone();
+    let live = BroadcastStream::new(live).filter_map(move |p| match p {
+        Ok(p) if p.seq <= after => None,
+        Ok(p) => {
+            after = p.seq;
+            Some(Ok(seats_event(&p)))
+        }
+        // This subscriber fell too far behind: start it over from a fresh snapshot.
+        Err(BroadcastStreamRecvError::Lagged(_)) => match snapshot(&state, "reset", map) {
+            Ok((event, seq)) => {
+                after = seq;
+                Some(Ok(event))
+            }
+            Err(_) => None,
+        },
+    });
+    Ok(futures::stream::iter(head.into_iter().map(Ok)).chain(live))
+}
+
+/// A `seats` event: the public view of one change (no hold id, no booking reference).
+fn seats_event(p: &Published) -> Event {
+    Event::default()
+        .event("seats")
+        .id(p.id())
+        .json_data(p.event.public())
+        .unwrap_or_default()
+}
+
+/// A `snapshot` or `reset` event: the counts and every seat's state, built now (not
+/// the cached map, which may be older), numbered with the last change published when
+/// it was built (it may hold a few later ones too: see [`crate::events`]).
+fn snapshot(
+    state: &AppState,
+    kind: &'static str,
+    map: fn(&Inventory) -> SeatMap,
+) -> Result<(Event, u64), ApiError> {
+    let epoch = state.shard.leadership()?.epoch;
+    let events = state.shard.events();
+    let (seat_map, seq) = state
+        .shard
+        .with_inventory(|inv| (map(inv), events.last().1))?;
+    let snapshot = Snapshot {
+        counts: seat_map.inventory,
+        seat_map,
+    };
+    Ok((
+        Event::default()
+            .event(kind)
+            .id(event_id(epoch, seq))
+            .json_data(&snapshot)
+            .unwrap_or_default(),
+        seq,
+    ))
+}
 
 /// Stream limits.
 #[derive(Debug, Clone, Copy)]

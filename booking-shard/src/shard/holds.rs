@@ -7,7 +7,7 @@ use std::time::Duration;
 use boxoffice_contract::HoldRecord;
 
 use super::{Leadership, Result, Shard, ShardError, bump, failure};
-use crate::engine::{Effect, HoldCommand, HoldDecision, HoldRequest, Now, SeatChange};
+use crate::engine::{Effect, Event, HoldCommand, HoldDecision, HoldRequest, Now, SeatChange};
 use crate::shard::HoldView;
 use crate::store::new_id;
 
@@ -60,11 +60,23 @@ impl Shard {
                 Ok((facts.into(), true))
             }
             Err(e) => {
-                let reaction = self.engine(&l).hold_failed(&record, failure(&e));
-                // No event tells of a reservation undone, but a seat map cached while it
-                // was pending shows its seats held: make the next read rebuild it.
-                self.changes
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (reaction, counts) = {
+                    let mut engine = self.engine(&l);
+                    let reaction = engine.hold_failed(&record, failure(&e));
+                    (reaction, engine.inventory().counts())
+                };
+                // A seat map (or a stream's snapshot) taken while the reservation was
+                // pending shows its seats held: a numbered change undoes that (and
+                // makes the next read of the cached map rebuild it).
+                self.publish(Event {
+                    kind: SeatChange::Released,
+                    seats: record.seats.clone(),
+                    area: record.area.clone(),
+                    quantity: record.quantity,
+                    hold: None,
+                    booking: None,
+                    counts,
+                });
                 Err(self.react(&l, reaction).await)
             }
         }

@@ -74,6 +74,7 @@ impl Shard {
             Ok(leadership) => {
                 bump(&self.stats.leader_terms);
                 let leadership = Arc::new(leadership);
+                self.events.new_term(epoch);
                 self.set_role(Role::Leader(leadership.clone()));
                 info!(epoch, "leading");
                 let expirer = tokio::spawn(self.clone().expire_loop(leadership.clone()));

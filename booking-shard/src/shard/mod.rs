@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use boxoffice_crds::InventoryCounts;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -79,7 +78,8 @@ pub struct Shard {
     coord: Arc<Coordinator>,
     store: Store,
     role: RwLock<Role>,
-    events: broadcast::Sender<SeatEvent>,
+    /// Numbered seat changes, kept for resuming streams ([`crate::events`]).
+    events: crate::events::EventLog,
     pub stats: Stats,
     /// Fault injection for tests (`BOXOFFICE_FAULT_DELAY_WRITES_MS`): pause between the
     /// in-memory decision and the durable write, so a test can depose the leader while
@@ -88,8 +88,6 @@ pub struct Shard {
     limiter: RateLimiter,
     /// Set when the show was closed in PostgreSQL (its Show was deleted).
     closed: std::sync::atomic::AtomicBool,
-    /// Seat changes published so far (versions the cached seat map).
-    changes: std::sync::atomic::AtomicU64,
     seat_map: Mutex<Option<CachedMap>>,
 }
 
@@ -119,7 +117,6 @@ impl Shard {
         store: Store,
         limiter: RateLimiter,
     ) -> Arc<Self> {
-        let (events, _) = broadcast::channel(4096);
         Arc::new(Self {
             show,
             me,
@@ -127,7 +124,7 @@ impl Shard {
             coord: Arc::new(coord),
             store,
             role: RwLock::new(Role::Candidate),
-            events,
+            events: crate::events::EventLog::new(crate::events::RING_CAPACITY),
             stats: Stats::default(),
             fault_delay: std::env::var("BOXOFFICE_FAULT_DELAY_WRITES_MS")
                 .ok()
@@ -136,7 +133,6 @@ impl Shard {
                 .map(Duration::from_millis),
             limiter,
             closed: std::sync::atomic::AtomicBool::new(false),
-            changes: std::sync::atomic::AtomicU64::new(0),
             seat_map: Mutex::new(None),
         })
     }
@@ -170,8 +166,13 @@ impl Shard {
         &self.store
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<SeatEvent> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::Published> {
         self.events.subscribe()
+    }
+
+    /// The numbered seat changes of this term.
+    pub fn events(&self) -> &crate::events::EventLog {
+        &self.events
     }
 
     /// The leadership, or `NotLeader` naming who leads.
@@ -188,9 +189,7 @@ impl Shard {
     }
 
     fn publish(&self, event: Event) {
-        self.changes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.events.send(event.into());
+        self.events.publish(event.into());
     }
 
     /// Carries out the engine's answer to a failed write; returns the client's error.
@@ -213,7 +212,7 @@ impl Shard {
         build: impl FnOnce(&Inventory) -> T,
     ) -> Result<axum::body::Bytes> {
         let l = self.leadership()?;
-        let version = self.changes.load(std::sync::atomic::Ordering::Relaxed);
+        let version = self.events.last().1;
         let mut cache = self.seat_map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cache.as_ref()
             && c.epoch == l.epoch

@@ -18,7 +18,7 @@ use super::super::schema::{BookingView, ConfirmRequest, CreateHold};
 use super::show::sse;
 use super::{created_or_ok, detached, idempotency_key};
 use crate::engine::Confirmer;
-use crate::shard::{AuditAs, HoldRequest, HoldView, SeatEvent};
+use crate::shard::{AuditAs, HoldRequest, HoldView, SeatEvent, ShardError};
 
 #[utoipa::path(
     post,
@@ -79,7 +79,8 @@ pub(super) async fn create_hold(
     get,
     path = "/v1/shows/{show}/holds/{hold}",
     operation_id = "getHold",
-    summary = "One of my holds",
+    summary = "One of my holds (410 `hold_confirmed` with its booking's reference once confirmed)",
+    description = "A confirmed hold is no longer a hold: the answer is 410 `hold_confirmed` whose `booking` names the booking it became (`GET /v1/shows/{show}/bookings/{booking}`). A hold that expired or was released is 404.",
     tag = "holds",
     security(("bearer" = [])),
     params(
@@ -91,7 +92,8 @@ pub(super) async fn create_hold(
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`not_found` (also another user's hold)", body = ErrorBody),
-        (status = 503, description = "`no_leader`, `leader_unreachable`", body = ErrorBody,
+        (status = 410, description = "`hold_confirmed`: the hold became the booking named in `booking`", body = ErrorBody),
+        (status = 503, description = "`no_leader`, `leader_unreachable`, `database_unavailable`", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]
@@ -101,7 +103,28 @@ pub(super) async fn get_hold(
     user: User,
 ) -> Result<Response, ApiError> {
     let hold = ids.1;
-    Ok(Json(state.shard.get_hold(&user.id, user.staff, &hold)?).into_response())
+    match state.shard.get_hold(&user.id, user.staff, &hold) {
+        Ok(view) => Ok(Json(view).into_response()),
+        Err(ShardError::NotFound) => Err(confirmed_into(&state, &user, &hold).await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a hold that is not in the book became: 410 `hold_confirmed` naming its booking
+/// when it was confirmed (for its owner or staff), else 404.
+async fn confirmed_into(state: &AppState, user: &User, hold: &str) -> Result<ApiError, ApiError> {
+    let booking = state.shard.store().booking_for_hold(hold).await?;
+    Ok(match booking {
+        Some(b) if user.staff || b.user == user.id => ApiError {
+            booking: Some(b.reference.clone()),
+            ..ApiError::new(
+                StatusCode::GONE,
+                ErrorCode::HoldConfirmed,
+                format!("the hold was confirmed into booking {}", b.reference),
+            )
+        },
+        _ => ApiError::not_found("resource"),
+    })
 }
 
 #[utoipa::path(
@@ -286,16 +309,19 @@ where
     F: Fn(&SeatEvent) -> bool + Send + 'static,
 {
     let permit = state.streams.admit(format!("user:{}", user.id))?;
+    let (epoch, last) = state.shard.events().last();
     let head = futures::stream::once(async move {
         Ok(Event::default()
             .event("status")
+            .id(crate::events::event_id(epoch, last))
             .json_data(first)
             .unwrap_or_default())
     });
-    let live = BroadcastStream::new(state.shard.subscribe()).filter_map(move |ev| match ev {
-        Ok(ev) if keep(&ev) => Some(Ok(Event::default()
+    let live = BroadcastStream::new(state.shard.subscribe()).filter_map(move |p| match p {
+        Ok(p) if keep(&p.event) => Some(Ok(Event::default()
             .event("status")
-            .json_data(&ev)
+            .id(p.id())
+            .json_data(&*p.event)
             .unwrap_or_default())),
         Ok(_) => None,
         Err(_) => Some(Ok(Event::default().event("resync").data("{}"))),

@@ -5,18 +5,18 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
 
 use super::super::AppState;
 use super::super::Client;
 use super::super::error::{ApiError, ErrorBody};
 use super::super::schema::{
     AreaCounts, Availability, Category, Counts, RowMap, Sales, SeatMap, SectionCounts, SectionMap,
-    ShowSummary, Snapshot,
+    ShowSummary,
 };
 use super::super::streams::StreamPermit;
 use crate::inventory::{Inventory, SeatState};
@@ -102,7 +102,17 @@ fn area_counts(inv: &Inventory) -> Vec<AreaCounts> {
     )
 )]
 pub(super) async fn seat_map(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let body = state.shard.seat_map_json(|inv| SeatMap {
+    let body = state.shard.seat_map_json(seat_map_of)?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// Every seat's state, per row one letter a seat.
+pub(crate) fn seat_map_of(inv: &Inventory) -> SeatMap {
+    SeatMap {
         sections: inv
             .sections()
             .iter()
@@ -127,12 +137,7 @@ pub(super) async fn seat_map(State(state): State<AppState>) -> Result<Response, 
             .collect(),
         general_admission: area_counts(inv),
         inventory: inv.counts().into(),
-    })?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    }
 }
 
 #[utoipa::path(
@@ -168,19 +173,24 @@ pub(super) async fn availability(State(state): State<AppState>) -> Result<Respon
     Ok(Json(body).into_response())
 }
 
-/// Live seat changes as Server-Sent Events: `event: snapshot` (the counts) first, then
-/// `event: seats` for every change — seats or area and quantity, and the counts; never
-/// a hold id, a booking reference or a user.
+/// Live seat changes as Server-Sent Events: `event: snapshot` (the counts and every
+/// seat's state) first, then `event: seats` for every change — seats or area and
+/// quantity, and the counts; never a hold id, a booking reference or a user. Every
+/// event has an id; `Last-Event-ID` resumes (see [`crate::api::streams::public`]).
 #[utoipa::path(
     get,
     path = "/v1/shows/{show}/events",
     operation_id = "streamSeatChanges",
-    summary = "Live seat changes (Server-Sent Events: snapshot, then seats; resync when events were missed)",
+    summary = "Live seat changes (Server-Sent Events: snapshot, then seats; resumable with Last-Event-ID)",
+    description = "Events: `snapshot` (Snapshot: the counts and every seat's state, as `GET /seats`), then one `seats` (PublicSeatEvent) per change, each with an id `<epoch>.<n>`. Reconnecting with `Last-Event-ID` replays the changes missed since that id from the leader's ring of recent changes; when that id is unknown (another leader's, or older than the ring) the stream starts with `reset` (a Snapshot: replace your state) instead. A subscriber that falls too far behind also gets a `reset`. Applying a change the snapshot already holds is harmless: changes carry their seats' new state.",
     tag = "show",
     security(()),
-    params(("show" = String, Path, description = "The show's name")),
+    params(
+        ("show" = String, Path, description = "The show's name"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received (`<epoch>.<n>`): resume after it", max_length = 64),
+    ),
     responses(
-        (status = 200, description = "A stream of `snapshot` (Snapshot), `seats` (PublicSeatEvent) and `resync` events",
+        (status = 200, description = "A stream of `snapshot` (Snapshot), `seats` (PublicSeatEvent) and `reset` (Snapshot) events, each with an `id`",
          content((PublicSeatEvent = "text/event-stream"))),
         (status = 404, description = "`not_found`: no such show", body = ErrorBody),
         (status = 429, description = "`too_many_streams`: this client has as many streams open as it may", body = ErrorBody,
@@ -192,29 +202,12 @@ pub(super) async fn availability(State(state): State<AppState>) -> Result<Respon
 pub(super) async fn events(
     State(state): State<AppState>,
     client: Client,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let counts = state.shard.counts()?;
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let stream = crate::api::streams::public(&state, last_id, seat_map_of)?;
     let permit = state.streams.admit(format!("addr:{}", client.0))?;
-    let first = futures::stream::once(async move {
-        Ok(Event::default()
-            .event("snapshot")
-            .json_data(Snapshot {
-                counts: counts.into(),
-            })
-            .unwrap_or_default())
-    });
-    let live = BroadcastStream::new(state.shard.subscribe()).filter_map(|ev| match ev {
-        Ok(ev) => {
-            let public: PublicSeatEvent<'_> = ev.public();
-            Some(Ok(Event::default()
-                .event("seats")
-                .json_data(public)
-                .unwrap_or_default()))
-        }
-        // A slow subscriber missed events: tell it to refetch.
-        Err(_) => Some(Ok(Event::default().event("resync").data("{}"))),
-    });
-    Ok(sse(first.chain(live), permit))
+    Ok(sse(stream, permit))
 }
 
 /// An event stream that keeps its place under the stream cap until it ends, with a

@@ -140,13 +140,7 @@ async fn a_seat_held_in_one_page_turns_held_in_another() {
     assert!(!href.contains(&ann) && !href.contains("token"), "{href}");
 
     // Hold a seat by clicking it: mine in the buyer's page, held in the watcher's.
-    buyer
-        .find(Locator::Css("[data-seat='main:A:3']"))
-        .await
-        .expect("seat")
-        .click()
-        .await
-        .expect("click");
+    click(&buyer, "[data-seat='main:A:3']").await;
     seat_in(&buyer, "main:A:3", "M").await;
     seat_in(&watcher, "main:A:3", "H").await;
     let (s, seats) = cluster.get(leader, "/seats", "x").await;
@@ -157,56 +151,26 @@ async fn a_seat_held_in_one_page_turns_held_in_another() {
     );
 
     // Confirm it: sold in both.
-    buyer
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("[data-action='confirm']"))
-        .await
-        .expect("confirm button")
-        .click()
-        .await
-        .expect("confirm");
+    click(&buyer, "[data-action='confirm']").await;
     seat_in(&buyer, "main:A:3", "S").await;
     seat_in(&watcher, "main:A:3", "S").await;
 
     // Hold another and release it: available again in both.
-    buyer
-        .find(Locator::Css("[data-seat='main:B:5']"))
-        .await
-        .expect("seat")
-        .click()
-        .await
-        .expect("click");
+    click(&buyer, "[data-seat='main:B:5']").await;
     seat_in(&watcher, "main:B:5", "H").await;
-    buyer
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("[data-action='release']"))
-        .await
-        .expect("release button")
-        .click()
-        .await
-        .expect("release");
+    click(&buyer, "[data-action='release']").await;
     seat_in(&watcher, "main:B:5", "A").await;
     seat_in(&buyer, "main:B:5", "A").await;
 
     // The watcher has no token: clicking holds nothing and says so.
-    watcher
-        .find(Locator::Css("[data-seat='main:C:1']"))
-        .await
-        .expect("seat")
-        .click()
-        .await
-        .expect("click");
-    let message = watcher
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#message"))
-        .await
-        .expect("message");
+    click(&watcher, "[data-seat='main:C:1']").await;
     wait_for("the watcher's message", Duration::from_secs(10), || {
-        let message = message.clone();
-        async move { Ok(message.text().await?.contains("token").then_some(())) }
+        let watcher = watcher.clone();
+        // Found again on every look: the page may have drawn it anew.
+        async move {
+            let message = watcher.find(Locator::Css("#message")).await?;
+            Ok(message.text().await?.contains("token").then_some(()))
+        }
     })
     .await
     .expect("a token is asked for");
@@ -218,6 +182,31 @@ async fn a_seat_held_in_one_page_turns_held_in_another() {
 
     buyer.close().await.expect("close");
     watcher.close().await.expect("close");
+}
+
+/// Clicks what `css` finds once it is there, finding it again when the page drew it
+/// anew between the find and the click (the live page re-renders on stream events:
+/// WebDriver's "stale element reference"; the click did not happen then).
+async fn click(page: &Client, css: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let clicked = match page
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element.click().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e)
+                if format!("{e:?}").contains("StaleElementReference")
+                    && std::time::Instant::now() < deadline => {}
+            Err(e) => panic!("clicking {css}: {e:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Runs boxoffice locally: a private etcd and PostgreSQL (data under target/demo), and
 # two booking-shard replicas for examples/demo/club-night.yaml (reserved rows and a
-# standing area). Prints the URLs, the seat-map page and demo tokens; Ctrl-C stops
-# everything.
+# standing area), and one for examples/demo/jazz-gala.yaml (a paid show: payments by a
+# provider, played by the simulator pay-sim). Prints the URLs, the seat-map page and
+# demo tokens; Ctrl-C stops everything.
 #
 #   scripts/demo.sh                        # run until Ctrl-C
 #   scripts/demo.sh token USER [ROLES]     # another token for the running demo
 #                                          # (ROLES: comma-separated, e.g. staff)
+#   scripts/demo.sh pay                    # the paid show step by step: hold,
+#                                          # checkout, the provider's payment, booking
 #   scripts/demo.sh --check                # start, run the README's API examples
 #                                          # (the block marked for it) through the
-#                                          # standby, stop; non-zero on any failure
+#                                          # standby and the paid walk-through,
+#                                          # stop; non-zero on any failure
 #
 # Ports (override with env): ETCD_PORT=23791 (and +1 for its peers), PG_PORT=25432,
-# SHARD_PORTS="8081 8082" (metrics on each + 1000).
+# SHARD_PORTS="8081 8082", PAID_PORT=8083 (metrics on each + 1000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +24,8 @@ ETCD_PORT=${ETCD_PORT:-23791}
 PG_PORT=${PG_PORT:-25432}
 SHARD_PORTS=${SHARD_PORTS:-"8081 8082"}
 SHOW_FILE=${SHOW_FILE:-examples/demo/club-night.yaml}
+PAID_PORT=${PAID_PORT:-8083}
+PAID_SHOW_FILE=examples/demo/jazz-gala.yaml
 target=${CARGO_TARGET_DIR:-$PWD/target}
 work=$target/demo
 
@@ -33,11 +39,15 @@ case "${1:-}" in
     [ -x "$target/debug/mint-token" ] || cargo build -q -p booking-shard --bin mint-token
     exec "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$2" ${3:+--roles "$3"} --ttl 3600
     ;;
-  *) echo "usage: scripts/demo.sh [--check | token USER [ROLES]]" >&2; exit 2 ;;
+  pay)
+    [ -s "$work/payment-secret" ] || { echo "demo: no demo has run here (start scripts/demo.sh first)" >&2; exit 1; }
+    exec bash scripts/lib/demo-pay.sh "$target" "$work" "http://127.0.0.1:$PAID_PORT/v1/shows/jazz-gala"
+    ;;
+  *) echo "usage: scripts/demo.sh [--check | token USER [ROLES] | pay]" >&2; exit 2 ;;
 esac
 
 . scripts/lib/stack.sh
-ports=("$ETCD_PORT" "$((ETCD_PORT + 1))" "$PG_PORT")
+ports=("$ETCD_PORT" "$((ETCD_PORT + 1))" "$PG_PORT" "$PAID_PORT" "$((PAID_PORT + 1000))")
 for port in $SHARD_PORTS; do ports+=("$port" "$((port + 1000))"); done
 stack_check_ports "${ports[@]}"
 
@@ -60,7 +70,16 @@ for port in $SHARD_PORTS; do
   pids+=("${stack_pids[-1]}")
   urls+=("http://127.0.0.1:$port")
 done
+# The paid show's provider secret: the simulator signs with it, the shard verifies.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/payment-secret"
+chmod 600 "$work/payment-secret"
+stack_shard "$target/debug/booking-shard" paid-0 "$PAID_PORT" "$PAID_SHOW_FILE" \
+  "http://127.0.0.1:$ETCD_PORT" "postgres://postgres@127.0.0.1:$PG_PORT/boxoffice" \
+  --payment-secret-file "$work/payment-secret"
+paid_pid=${stack_pids[-1]}
+paid_api=http://127.0.0.1:$PAID_PORT/v1/shows/jazz-gala
 for i in "${!urls[@]}"; do stack_wait_shard "shard-$i" "${pids[$i]}" "${urls[$i]}"; done
+stack_wait_shard paid-0 "$paid_pid" "http://127.0.0.1:$PAID_PORT"
 kill -0 "${stack_pids[0]}" 2>/dev/null || stack_fail "etcd exited" "$work/etcd.log"
 
 show=$(sed -n 's/^  name: *//p' "$SHOW_FILE" | head -n 1)
@@ -90,10 +109,15 @@ if [ "$mode" = check ]; then
       set -x
       '"$block" >"$log" 2>&1; then
     echo "demo check: the README's API examples ran through the standby ($(grep -c '^+* *command curl' "$log") requests)"
-    echo "demo check: 1 passed, 0 failed"
-    exit 0
+  else
+    stack_fail "the README's API examples failed" "$log"
   fi
-  stack_fail "the README's API examples failed" "$log"
+  pay_log=$work/pay-check.log
+  bash scripts/lib/demo-pay.sh "$target" "$work" "$paid_api" >"$pay_log" 2>&1 ||
+    stack_fail "the paid walk-through (scripts/demo.sh pay) failed" "$pay_log"
+  echo "demo check: the paid walk-through confirmed $(grep -o 'booking [A-Z0-9-]*' "$pay_log" | tail -n 1) on the provider's callback"
+  echo "demo check: 2 passed, 0 failed"
+  exit 0
 fi
 
 cat <<MSG
@@ -113,6 +137,10 @@ boxoffice demo: show "$show" from $SHOW_FILE
   More tokens (valid 1 h), any user and roles:  scripts/demo.sh token alice
                                                 scripts/demo.sh token bob staff
   The README's "booking API" examples run as written with these variables.
+
+  paid show:  $paid_api
+              (payments by a provider, played by pay-sim; walk through hold,
+               checkout, payment and booking with:  scripts/demo.sh pay)
 
   curl -s \$API/availability
   curl -s -X POST \$API/holds -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"best": {"quantity": 2}}'

@@ -186,6 +186,9 @@ async fn provider_mode_from_checkout_to_refund() {
         (Some(2100), Some("EUR"))
     );
     assert_eq!(out["hold"]["paymentIntent"], intent.as_str());
+    assert_eq!(out["hold"]["status"], "payment_pending", "{out}");
+    let (_, h) = c.get(0, &format!("/holds/{id}"), "ann").await;
+    assert_eq!(h["status"], "payment_pending", "{h}");
     let (s, again) = c
         .post(0, &format!("/holds/{id}/checkout"), "ann", Value::Null)
         .await;
@@ -290,6 +293,7 @@ async fn provider_mode_from_checkout_to_refund() {
     );
     let (_, h) = c.get(0, &format!("/holds/{id}"), "ann").await;
     assert!(h["paymentIntent"].is_null(), "{h}");
+    assert_eq!(h["status"], "held", "{h}");
     let (s, _) = c
         .post(0, &format!("/holds/{id}/checkout"), "ann", Value::Null)
         .await;

@@ -98,6 +98,10 @@ fn price_minor(price: &str) -> i64 {
 pub enum HoldStatus {
     /// Holding seats until it expires, is released or confirmed.
     Held,
+    /// Checked out: waiting for the payment provider until the payment window ends
+    /// (a failed payment returns it to `held`).
+    #[serde(rename = "payment_pending")]
+    PaymentPending,
     /// A confirm is in flight.
     Confirming,
 }
@@ -169,11 +173,12 @@ impl From<HoldFacts> for HoldView {
             expires_at_ms: f.record.expires_at_ms,
             amount_minor: f.amount_minor,
             currency: f.currency,
-            payment_intent: f.record.payment_intent,
             status: match f.phase {
                 HoldPhase::Confirming => HoldStatus::Confirming,
+                _ if f.record.payment_intent.is_some() => HoldStatus::PaymentPending,
                 _ => HoldStatus::Held,
             },
+            payment_intent: f.record.payment_intent,
         }
     }
 }

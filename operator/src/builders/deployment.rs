@@ -301,5 +301,6 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
         ..Default::default()
     };
     mount_transport_files(&mut deployment, config);
+    crate::payments::mount_payment_secret(&mut deployment, show);
     deployment
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use boxoffice_contract::{Availability, LeaderInfo, ShowKeys};
 use boxoffice_crds::{InventoryCounts, Show};
 use kube::ResourceExt;
 use tracing::warn;
@@ -62,18 +63,16 @@ pub async fn read_leader(
     namespace: &str,
     show: &str,
 ) -> Result<Option<(String, String)>, String> {
+    // The shard writes both through the contract crate: key layout and record.
     let resp = client
-        .get(format!("/boxoffice/{namespace}/{show}/leader"), None)
+        .get(ShowKeys::new(namespace, show).leader(), None)
         .await
         .map_err(|e| boxoffice_transport::explain_etcd_error(&e))?;
     let Some(kv) = resp.kvs().first() else {
         return Ok(None);
     };
-    let value: serde_json::Value = serde_json::from_slice(kv.value()).map_err(|e| e.to_string())?;
-    Ok(value["pod"]
-        .as_str()
-        .zip(value["address"].as_str())
-        .map(|(pod, address)| (pod.to_string(), address.to_string())))
+    let leader = LeaderInfo::from_bytes(kv.value()).map_err(|e| e.to_string())?;
+    Ok(Some((leader.pod, leader.address)))
 }
 
 pub(super) async fn counts_from(
@@ -85,6 +84,6 @@ pub(super) async fn counts_from(
         "{}/v1/shows/{show}/availability",
         address.trim_end_matches('/')
     );
-    let body: serde_json::Value = ctx.http.get(url).send().await.ok()?.json().await.ok()?;
-    serde_json::from_value(body["inventory"].clone()).ok()
+    let body: Availability = ctx.http.get(url).send().await.ok()?.json().await.ok()?;
+    Some(body.inventory.into())
 }

@@ -23,17 +23,11 @@ pub fn mount_payment_secret(deployment: &mut Deployment, show: &Show) {
     else {
         return;
     };
-    let Some(pod) = deployment
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.spec.as_mut())
+    let Some((volumes, container)) = crate::builders::shard_volumes_and_container(deployment)
     else {
         return;
     };
-    let Some(container) = pod.containers.iter_mut().find(|c| c.name == "shard") else {
-        return;
-    };
-    pod.volumes.get_or_insert_default().push(Volume {
+    volumes.get_or_insert_default().push(Volume {
         name: "payments".into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret.name.clone()),

@@ -61,6 +61,26 @@ impl HoldEntry {
         self.deadline
     }
 
+    /// Whether a command may act on the hold: only a live one. An ending hold is
+    /// expired; one with a write in flight is busy (retry).
+    pub(crate) fn usable(&self) -> Result<(), super::ShardError> {
+        match self.phase {
+            HoldPhase::Live => Ok(()),
+            HoldPhase::Ending => Err(super::ShardError::Expired),
+            _ => Err(super::ShardError::busy()),
+        }
+    }
+
+    /// [`Self::usable`], and not past its deadline at `now` (the expiry loop may not
+    /// have reached it yet).
+    pub(crate) fn usable_at(&self, now: Instant) -> Result<(), super::ShardError> {
+        self.usable()?;
+        if self.deadline <= now {
+            return Err(super::ShardError::Expired);
+        }
+        Ok(())
+    }
+
     /// Where the hold is in a booking's life: waiting for its payment after a
     /// checkout, else held.
     pub fn state(&self) -> super::BookingState {

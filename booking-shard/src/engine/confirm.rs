@@ -72,14 +72,7 @@ impl Engine {
         if owner.is_some_and(|user| entry.record.user != user) {
             return Err(ShardError::NotFound);
         }
-        match entry.phase {
-            HoldPhase::Live => {}
-            HoldPhase::Ending => return Err(ShardError::Expired),
-            _ => return Err(ShardError::busy()),
-        }
-        if entry.deadline() <= now.mono {
-            return Err(ShardError::Expired);
-        }
+        entry.usable_at(now.mono)?;
         let mode = self.rules.payments.mode;
         let action = match by {
             Confirmer::User(_) => BookingAction::Confirm {

@@ -185,11 +185,7 @@ impl Engine {
         if !staff && entry.record.user != user {
             return Err(ShardError::NotFound);
         }
-        match entry.phase {
-            HoldPhase::Live => {}
-            HoldPhase::Ending => return Err(ShardError::Expired),
-            _ => return Err(ShardError::busy()),
-        }
+        entry.usable()?;
         let expires_at_ms = self.rules.extended_expiry(
             now.wall_ms,
             entry.record.created_at_ms,

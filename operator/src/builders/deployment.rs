@@ -304,3 +304,13 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
     crate::payments::mount_payment_secret(&mut deployment, show);
     deployment
 }
+
+/// The shard pod's volumes and its `shard` container: where a Secret mounted as files
+/// goes (transport credentials, the payment provider's secret).
+pub fn shard_volumes_and_container(
+    deployment: &mut Deployment,
+) -> Option<(&mut Option<Vec<Volume>>, &mut Container)> {
+    let pod = deployment.spec.as_mut()?.template.spec.as_mut()?;
+    let container = pod.containers.iter_mut().find(|c| c.name == "shard")?;
+    Some((&mut pod.volumes, container))
+}

@@ -4,7 +4,7 @@ use boxoffice_crds::SecretKeyRef;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 
-use super::deployment::{env, secret_env};
+use super::deployment::{env, secret_env, shard_volumes_and_container};
 use crate::config::Config;
 use boxoffice_transport::env as transport_env;
 
@@ -112,18 +112,11 @@ pub fn transport_secret_refs(config: &Config) -> Vec<(&'static str, SecretKeyRef
 /// Mounts the transport Secrets read-only in the shard container and points the shard's
 /// flags at the files; the etcd user name comes from the auth Secret as an env var.
 pub(super) fn mount_transport_files(deployment: &mut Deployment, config: &Config) {
-    let Some(pod) = deployment
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.spec.as_mut())
-    else {
-        return;
-    };
-    let Some(container) = pod.containers.iter_mut().find(|c| c.name == "shard") else {
+    let Some((volumes, container)) = shard_volumes_and_container(deployment) else {
         return;
     };
     for s in transport_secrets(config) {
-        pod.volumes.get_or_insert_default().push(Volume {
+        volumes.get_or_insert_default().push(Volume {
             name: s.volume.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(s.secret.clone()),

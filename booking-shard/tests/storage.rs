@@ -166,7 +166,7 @@ async fn a_full_etcd_pauses_holds_without_a_leader_change_until_space_is_reclaim
     .await;
     cluster.add_replica("shard-0").await;
     cluster.add_replica("shard-1").await;
-    let leader = cluster.leader().await;
+    let leader = cluster.all_serving().await;
     let standby = 1 - leader;
     let mut etcd = cluster.etcd.admin_client().await.expect("etcd client");
 

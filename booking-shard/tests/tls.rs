@@ -147,7 +147,7 @@ async fn a_shard_sells_over_mutual_tls_with_an_etcd_user_and_verify_full_postgre
     );
     cluster.add_replica("shard-0").await;
     cluster.add_replica("shard-1").await;
-    let leader = cluster.leader().await;
+    let leader = cluster.all_serving().await;
     let standby = 1 - leader;
 
     // Through the standby: it forwards to the leader, which holds in etcd and confirms

@@ -67,7 +67,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `replicas` replicas and waits for a leader.
+    /// Starts `replicas` replicas and waits until they all serve: one as the leader,
+    /// the others as standbys that know it (as a Service would route only to them).
     pub async fn start(
         show_yaml: &str,
         replicas: usize,
@@ -78,8 +79,40 @@ impl Cluster {
         for i in 0..replicas {
             cluster.add_replica(&format!("shard-{i}")).await;
         }
-        cluster.leader().await;
+        cluster.all_serving().await;
         cluster
+    }
+
+    /// Waits until every replica is ready — one says `leader`, the rest `standby` —
+    /// and returns the leader's index. A standby that has not yet seen the election
+    /// answers `no_leader`; a client behind a Service never reaches it then.
+    pub async fn all_serving(&self) -> usize {
+        let http = self.http.clone();
+        let urls: Vec<String> = self.replicas.iter().map(|r| r.url.clone()).collect();
+        wait_for("every replica to serve", Duration::from_secs(30), || {
+            let http = http.clone();
+            let urls = urls.clone();
+            async move {
+                let mut leader = None;
+                for (i, url) in urls.iter().enumerate() {
+                    let resp = http
+                        .get(format!("{url}/readyz"))
+                        .timeout(Duration::from_secs(1))
+                        .send()
+                        .await;
+                    let Ok(r) = resp else { return Ok(None) };
+                    if !r.status().is_success() {
+                        return Ok(None);
+                    }
+                    if r.text().await.unwrap_or_default() == "leader" {
+                        leader = Some(i);
+                    }
+                }
+                Ok(leader)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()))
     }
 
     /// etcd, a database and the show file, with no replica yet.

@@ -25,7 +25,8 @@ impl Store {
     pub async fn load_sold(&self) -> Result<Sold> {
         let mut sold = Sold::default();
         let rows = sqlx::query(
-            "SELECT s.seat, b.user_id FROM booking_seats s JOIN bookings b ON b.id = s.booking_id \
+            "SELECT s.seat, b.user_id FROM booking_seats s \
+             JOIN bookings b ON b.id = s.booking_id AND b.show = s.show \
              WHERE s.show = $1 AND s.status = 'confirmed'",
         )
         .bind(&self.show)
@@ -37,7 +38,8 @@ impl Store {
         }
         let rows = sqlx::query(
             "SELECT g.area, g.quantity, b.user_id FROM booking_general g \
-             JOIN bookings b ON b.id = g.booking_id WHERE g.show = $1 AND g.status = 'confirmed'",
+             JOIN bookings b ON b.id = g.booking_id AND b.show = g.show \
+             WHERE g.show = $1 AND g.status = 'confirmed'",
         )
         .bind(&self.show)
         .fetch_all(&self.pool)

@@ -87,28 +87,44 @@ impl Cluster {
     /// and returns the leader's index. A standby that has not yet seen the election
     /// answers `no_leader`; a client behind a Service never reaches it then.
     pub async fn all_serving(&self) -> usize {
+        self.wait_readiness("every replica to serve", |ready| {
+            if ready.iter().any(Option::is_none) {
+                return None;
+            }
+            ready.iter().position(|r| r.as_deref() == Some("leader"))
+        })
+        .await
+    }
+
+    /// Polls every replica's `/readyz` (its answer when 200, else `None`) until
+    /// `decide` picks a replica; panics with the logs after 30 s.
+    async fn wait_readiness(
+        &self,
+        what: &str,
+        decide: impl Fn(&[Option<String>]) -> Option<usize>,
+    ) -> usize {
         let http = self.http.clone();
         let urls: Vec<String> = self.replicas.iter().map(|r| r.url.clone()).collect();
-        wait_for("every replica to serve", Duration::from_secs(30), || {
+        let decide = &decide;
+        wait_for(what, Duration::from_secs(30), || {
             let http = http.clone();
             let urls = urls.clone();
             async move {
-                let mut leader = None;
-                for (i, url) in urls.iter().enumerate() {
+                let mut ready = Vec::with_capacity(urls.len());
+                for url in &urls {
                     let resp = http
                         .get(format!("{url}/readyz"))
                         .timeout(Duration::from_secs(1))
                         .send()
                         .await;
-                    let Ok(r) = resp else { return Ok(None) };
-                    if !r.status().is_success() {
-                        return Ok(None);
-                    }
-                    if r.text().await.unwrap_or_default() == "leader" {
-                        leader = Some(i);
-                    }
+                    ready.push(match resp {
+                        Ok(r) if r.status().is_success() => {
+                            Some(r.text().await.unwrap_or_default())
+                        }
+                        _ => None,
+                    });
                 }
-                Ok(leader)
+                Ok(decide(&ready))
             }
         })
         .await
@@ -182,30 +198,10 @@ impl Cluster {
 
     /// The index of the replica that leads (waits for one).
     pub async fn leader(&self) -> usize {
-        let http = self.http.clone();
-        let urls: Vec<String> = self.replicas.iter().map(|r| r.url.clone()).collect();
-        wait_for("a leader", Duration::from_secs(30), || {
-            let http = http.clone();
-            let urls = urls.clone();
-            async move {
-                for (i, url) in urls.iter().enumerate() {
-                    let resp = http
-                        .get(format!("{url}/readyz"))
-                        .timeout(Duration::from_secs(1))
-                        .send()
-                        .await;
-                    if let Ok(r) = resp
-                        && r.status().is_success()
-                        && r.text().await.unwrap_or_default() == "leader"
-                    {
-                        return Ok(Some(i));
-                    }
-                }
-                Ok(None)
-            }
+        self.wait_readiness("a leader", |ready| {
+            ready.iter().position(|r| r.as_deref() == Some("leader"))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()))
     }
 
     /// Waits until replica `i` says it leads.

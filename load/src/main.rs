@@ -246,6 +246,10 @@ struct Shared {
     pg: Option<baseline::Postgres>,
     redis: Option<baseline::Redis>,
     next_id: AtomicU64,
+    /// This run's random prefix of baseline hold ids: `bl_bookings.hold_id` is unique
+    /// across shows and runs share a database, so ids counted from 0 in every run
+    /// collided with an earlier run's bookings (their confirms failed as errors).
+    run_id: u32,
     /// Seats held so far, and where to stop (`--stop-at-fill`).
     held: AtomicU64,
     stop_at: Option<u64>,
@@ -281,7 +285,11 @@ impl Shared {
     }
 
     fn new_id(&self) -> String {
-        format!("bl-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "bl-{:08x}-{}",
+            self.run_id,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -621,6 +629,7 @@ async fn main() -> Result<()> {
         pg,
         redis,
         next_id: AtomicU64::new(0),
+        run_id: rand::rng().random(),
         held: AtomicU64::new(0),
         won: std::sync::Mutex::new(Vec::new()),
         stop_at: (args.stop_at_fill > 0.0)

@@ -6,6 +6,12 @@
 #                                  # openapi-python-client; chromium and chromedriver
 #                                  # (Debian packages) for the browser test
 #   bin=$(scripts/tools.sh etcd)   # etcd only (what scripts/demo.sh needs)
+#   bin=$(scripts/tools.sh traefik)  # Traefik and the Gateway API CRDs only
+#
+# `all` also builds Traefik (the gateway of the routing tests, from its Go module plus
+# the pinned patch in scripts/tools/traefik/) and copies the Gateway API CRDs (standard
+# channel, from the module pinned in scripts/tools/gateway-api/) to
+# <bin>/gateway-api-crds/.
 #
 # Versions are pinned below and by the Go modules under scripts/tools/*/ (go.mod and
 # go.sum are committed, so every build resolves the same sources). Binaries are taken
@@ -20,12 +26,14 @@ ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.19.5
 SCHEMATHESIS_VERSION=4.32.5
 OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
+TRAEFIK_VERSION=v3.7.13
 
 only=${1:-all}
 case "$only" in
-  all) tools=(kube-apiserver kube-controller-manager kube-scheduler etcd helm) ;;
+  all) tools=(kube-apiserver kube-controller-manager kube-scheduler etcd helm traefik) ;;
   etcd) tools=(etcd) ;;
-  *) echo "usage: scripts/tools.sh [etcd]" >&2; exit 2 ;;
+  traefik) tools=(traefik) ;;
+  *) echo "usage: scripts/tools.sh [etcd|traefik]" >&2; exit 2 ;;
 esac
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -76,6 +84,12 @@ version_of() {
   case "$1" in
     etcd) out=$("$2" --version 2>/dev/null | sed -n 's/^etcd Version: \(.*\)$/v\1/p') ;;
     helm) out=$("$2" version --template '{{.Version}}' 2>/dev/null) ;;
+    traefik)
+      # The patch is part of a build here: one built with another patch is stale (a
+      # linked, adopted binary is an upstream build and has no patch).
+      { [ -L "$2" ] || [ "$(cat "$2.patch-sha256" 2>/dev/null)" = "$(traefik_patch_sum)" ]; } &&
+        out=$("$2" version 2>/dev/null | sed -n 's/^Version: *\(v[0-9.]*\)$/\1/p')
+      ;;
     *) out=$("$2" --version 2>/dev/null | sed -n 's/^Kubernetes \(v[0-9.]*\).*$/\1/p') ;;
   esac
   echo "${out:-none}"
@@ -85,6 +99,7 @@ want_version() {
   case "$1" in
     etcd) echo "$ETCD_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    traefik) echo "$TRAEFIK_VERSION" ;;
     *) echo "$KUBE_VERSION" ;;
   esac
 }
@@ -114,6 +129,54 @@ build() {
   mv "$bin/$out.tmp" "$bin/$out"
 }
 
+traefik_patch() { echo "$here/tools/traefik/traefik-$TRAEFIK_VERSION.patch"; }
+traefik_patch_sum() { sha256sum "$(traefik_patch)" | cut -d' ' -f1; }
+
+# build_traefik: Traefik's module source (from the module proxy), copied to a build
+# directory and patched so that it builds from served modules alone (see
+# scripts/tools/traefik/README.md).
+build_traefik() {
+  local src work="$cache/build/traefik-$TRAEFIK_VERSION" mod=github.com/traefik/traefik/v3
+  src=$(cd "$cache" && GOFLAGS=-mod=mod GOTOOLCHAIN=local \
+    go mod download -json "$mod@$TRAEFIK_VERSION" 2>>"$log" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -n "$src" ] && [ -d "$src" ] || fail "go mod download $mod@$TRAEFIK_VERSION failed"
+  rm -rf "$work"
+  mkdir -p "$(dirname "$work")"
+  cp -r "$src" "$work"
+  chmod -R u+w "$work"
+  (cd "$work" && git apply -p1 "$(traefik_patch)") >>"$log" 2>&1 ||
+    fail "the Traefik patch does not apply to $mod@$TRAEFIK_VERSION"
+  (
+    cd "$work"
+    CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local go build -trimpath \
+      -ldflags "-s -w -X $mod/pkg/version.Version=$TRAEFIK_VERSION -X $mod/pkg/version.BuildDate=pinned" \
+      -o "$bin/traefik.tmp" ./cmd/traefik
+  ) >>"$log" 2>&1 || fail "building traefik $TRAEFIK_VERSION failed"
+  traefik_patch_sum >"$bin/traefik.patch-sha256"
+  mv "$bin/traefik.tmp" "$bin/traefik"
+  rm -rf "$work"
+}
+
+# gateway_api_crds: the standard channel's CRDs of the pinned sigs.k8s.io/gateway-api,
+# copied to <bin>/gateway-api-crds/ (with a VERSION file) for the harness to apply.
+gateway_api_crds() {
+  local dir="$bin/gateway-api-crds" version src
+  version=$(sed -n 's/^require sigs.k8s.io\/gateway-api \(v[0-9.]*\)$/\1/p' "$here/tools/gateway-api/go.mod")
+  [ -n "$version" ] || fail "scripts/tools/gateway-api/go.mod pins no sigs.k8s.io/gateway-api version"
+  [ "$(cat "$dir/VERSION" 2>/dev/null)" = "$version" ] && return 0
+  src=$(cd "$here/tools/gateway-api" && GOFLAGS=-mod=readonly GOTOOLCHAIN=local \
+    go mod download -json sigs.k8s.io/gateway-api 2>>"$log" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -n "$src" ] && [ -d "$src/config/crd/standard" ] || fail "go mod download sigs.k8s.io/gateway-api@$version failed"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  local f
+  for f in "$src"/config/crd/standard/*.yaml; do
+    grep -q '^kind: CustomResourceDefinition$' "$f" && cp "$f" "$dir/"
+  done
+  chmod -R u+w "$dir"
+  echo "$version" >"$dir/VERSION"
+}
+
 kube_ldflags() {
   local v=${KUBE_VERSION#v} major minor
   major=${v%%.*}
@@ -138,12 +201,16 @@ for name in "${tools[@]}"; do
       "-X go.etcd.io/etcd/api/v3/version.Version=${ETCD_VERSION#v}" ;;
     helm) build helm helm helm.sh/helm/v3/cmd/helm \
       "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.metadata=" ;;
+    traefik) build_traefik ;;
   esac
   got=$(version_of "$name" "$bin/$name")
   [ "$got" = "$(want_version "$name")" ] || fail "$name reports version $got, expected $(want_version "$name")"
 done
 
-if [ "$only" = etcd ]; then
+if [ "$only" != etcd ]; then
+  gateway_api_crds
+fi
+if [ "$only" != all ]; then
   echo "$bin"
   exit 0
 fi

@@ -3,6 +3,7 @@
 
 pub mod manifest;
 pub mod payments;
+pub mod route;
 pub mod rules;
 pub mod seating;
 pub mod show;
@@ -10,6 +11,7 @@ pub mod validate;
 
 pub use manifest::{ShowConfig, chart_crd_template, crd, crd_yaml};
 pub use payments::{PaymentMode, PaymentPolicy};
+pub use route::{RouteMode, RouteSpec};
 pub use seating::{SeatId, SeatingError, VenueLayout};
 pub use show::{
     GeneralAdmission, HoldPolicy, InventoryCounts, PriceCategory, RowSpec, SalesWindow, Seating,

@@ -41,6 +41,12 @@ use crate::rules;
     ),
     printcolumn(name = "Sold", type_ = "integer", json_path = ".status.inventory.sold"),
     printcolumn(
+        name = "Routed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Routed\")].status"
+    ),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = 1),
+    printcolumn(
         name = "Phase",
         type_ = "string",
         json_path = ".status.phase",
@@ -92,6 +98,9 @@ pub struct ShowSpec {
     /// How bookings are paid for and confirmed; unset: free events (the user confirms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payments: Option<crate::payments::PaymentPolicy>,
+    /// How the show is reached from outside the cluster; unset: the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::route::RouteSpec>,
 }
 
 /// The sales window.
@@ -331,7 +340,7 @@ pub struct ShowStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing and Degraded.
+    /// Ready, Progressing, Degraded and Routed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -344,6 +353,9 @@ pub struct ShowStatus {
     /// Where clients reach the show's API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The show's public base URL (through the gateway or ingress), when it is routed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The leader's fencing epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<i64>,

@@ -109,6 +109,10 @@ pub struct Config {
     )]
     pub network_policy_metrics_from: Vec<(String, String)>,
 
+    /// How Shows are routed from outside the cluster (HTTPRoute or Ingress).
+    #[command(flatten)]
+    pub routing: crate::routing::Routing,
+
     /// Namespaces to watch (comma-separated); all when empty.
     #[arg(long, env = "BOXOFFICE_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,

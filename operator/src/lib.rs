@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod payments;
 pub mod policy;
 pub mod reconcile;
+pub mod routing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,7 @@ mod configmap;
 mod deployment;
 mod netpol;
 mod pdb;
+mod route;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -15,6 +16,10 @@ pub use configmap::{config_hash, config_map, show_config};
 pub use deployment::{deployment, etcd_endpoints, secret_refs, shard_volumes_and_container};
 pub use netpol::network_policy;
 pub use pdb::pdb;
+pub use route::{
+    HttpRoute, HttpRouteSpec, HttpRouteStatus, ParentRefStatus, RouteParentStatus, http_route,
+    ingress, path_prefix, same_parent,
+};
 pub use service::{endpoint, service};
 pub use transport::{
     CA_KEY, CERT_KEY, DATABASE_TLS_DIR, ETCD_AUTH_DIR, ETCD_TLS_DIR, PASSWORD_KEY, PRIVATE_KEY_KEY,
@@ -40,6 +45,8 @@ pub const SECRETS_DIR: &str = "/var/run/secrets/boxoffice";
 pub const JWT_FILE: &str = "jwt";
 /// The shard's HTTP API port (container port `http`).
 pub const HTTP_PORT: i32 = 8080;
+/// The Service's port (to the pods' `http` port).
+pub const SERVICE_PORT: i32 = 80;
 /// The shard's metrics port (container port `metrics`), apart from the API so a
 /// NetworkPolicy can admit scrapers without admitting API callers.
 pub const METRICS_PORT: i32 = 9090;

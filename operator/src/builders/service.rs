@@ -14,7 +14,7 @@ pub fn service(show: &Show) -> Service {
             selector: Some(selector(show)),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
-                port: 80,
+                port: super::SERVICE_PORT,
                 target_port: Some(IntOrString::String("http".into())),
                 protocol: Some("TCP".into()),
                 ..Default::default()

@@ -2,6 +2,7 @@
 
 mod cleanup;
 mod leader;
+pub mod route;
 mod secrets;
 mod status;
 #[cfg(test)]
@@ -9,7 +10,7 @@ mod tests;
 
 pub use cleanup::close_sales;
 pub use leader::{etcd_client, read_leader};
-pub use status::status_for;
+pub use status::{status_for, with_route};
 
 use cleanup::cleanup;
 use leader::{counts_from, leader_of};
@@ -72,6 +73,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
     pub(super) etcd: Mutex<HashMap<String, etcd_client::Client>>,
+    /// Whether Gateway API is served, and when that was looked up.
+    pub(super) gateway_api: Mutex<Option<(Instant, bool)>>,
 }
 
 impl Context {
@@ -86,6 +89,7 @@ impl Context {
                 .build()
                 .unwrap_or_default(),
             etcd: Mutex::new(HashMap::new()),
+            gateway_api: Mutex::new(None),
         }
     }
 }
@@ -186,6 +190,7 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
 
+    let (url, route) = route::reconcile_route(&ctx, &show, &ns, refusal.is_none()).await?;
     let missing = missing_secrets(&ctx, &show, &ns).await?;
     let deployment: Option<Deployment> = Api::namespaced(client.clone(), &ns)
         .get_opt(&builders::shard_name(&show))
@@ -206,6 +211,7 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
         leader.as_ref().map(|l| l.0.clone()),
         counts,
     );
+    let status = with_route(status, &show, url, route::routed(&route, &ns));
 
     let ready = status
         .conditions

@@ -197,7 +197,28 @@ pub fn status_for(
         phase: Some(phase.into()),
         leader,
         endpoint: Some(builders::endpoint(show)),
+        url: previous.url,
         epoch: previous.epoch,
         inventory: counts,
     }
+}
+
+/// Adds the Routed condition (from [`super::route::routed`]) and the public URL.
+pub fn with_route(
+    mut status: ShowStatus,
+    show: &Show,
+    url: Option<String>,
+    (ok, reason, message): (bool, &str, String),
+) -> ShowStatus {
+    let previous = show.status.clone().unwrap_or_default();
+    status.conditions.push(condition(
+        &previous.conditions,
+        "Routed",
+        ok,
+        reason,
+        &message,
+        show.metadata.generation,
+    ));
+    status.url = url;
+    status
 }

@@ -13,6 +13,7 @@ use clap::Parser;
 
 mod deployment;
 mod netpol;
+mod route;
 mod transport;
 
 fn theatre() -> Show {

@@ -4,6 +4,7 @@
 pub mod campaign;
 pub mod control_plane;
 pub mod etcd;
+pub mod gateway;
 pub mod pods;
 pub mod postgres;
 pub mod process;

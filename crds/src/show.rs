@@ -45,7 +45,12 @@ use crate::rules;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Routed\")].status"
     ),
-    printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = 1),
+    printcolumn(
+        name = "URL",
+        type_ = "string",
+        json_path = ".status.url",
+        priority = 1
+    ),
     printcolumn(
         name = "Phase",
         type_ = "string",

@@ -63,7 +63,11 @@ pub struct Routing {
     pub host: String,
 
     /// The scheme of the public URL in status.url (the gateway's listener terminates TLS).
-    #[arg(long = "route-scheme", env = "BOXOFFICE_ROUTE_SCHEME", default_value = "https")]
+    #[arg(
+        long = "route-scheme",
+        env = "BOXOFFICE_ROUTE_SCHEME",
+        default_value = "https"
+    )]
     pub scheme: String,
 
     /// Gateways that HTTPRoutes attach to, as JSON: `[{"name": "public", "namespace":
@@ -72,7 +76,11 @@ pub struct Routing {
     pub parent_refs: ParentRefs,
 
     /// The IngressClass of Ingresses (ingress mode); empty: the cluster's default class.
-    #[arg(long = "ingress-class", env = "BOXOFFICE_INGRESS_CLASS", default_value = "")]
+    #[arg(
+        long = "ingress-class",
+        env = "BOXOFFICE_INGRESS_CLASS",
+        default_value = ""
+    )]
     pub ingress_class: String,
 }
 
@@ -105,11 +113,7 @@ impl Routing {
     /// The public hostname of a namespace's Shows. A template without the namespace
     /// placeholder would give two namespaces one hostname (and their same-named Shows
     /// one path), so it is refused unless exactly one namespace is watched.
-    pub fn host_for(
-        &self,
-        namespace: &str,
-        watched: &[String],
-    ) -> Result<String, NotConfigured> {
+    pub fn host_for(&self, namespace: &str, watched: &[String]) -> Result<String, NotConfigured> {
         let template = self.host.trim();
         if template.is_empty() {
             return Err(NotConfigured(
@@ -189,7 +193,10 @@ mod tests {
         let r = routing("tickets.example.com");
         assert!(r.host_for("a", &[]).is_err());
         assert!(r.host_for("a", &["a".into(), "b".into()]).is_err());
-        assert_eq!(r.host_for("a", &["a".into()]).unwrap(), "tickets.example.com");
+        assert_eq!(
+            r.host_for("a", &["a".into()]).unwrap(),
+            "tickets.example.com"
+        );
         // The placeholder anywhere but the whole first label could still collide
         // ("{namespace}x" for namespaces "a" and "ax"?) or be no hostname at all.
         for bad in [

@@ -45,19 +45,23 @@ pub async fn install_gateway_api(plane: &ControlPlane) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(plane.client().await?);
     for name in ["httproutes", "gateways", "gatewayclasses"] {
         let full = format!("{name}.gateway.networking.k8s.io");
-        wait_for(&format!("{full} Established"), Duration::from_secs(30), || {
-            let (crds, full) = (crds.clone(), full.clone());
-            async move {
-                let crd = crds.get(&full).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(established.then_some(()))
-            }
-        })
+        wait_for(
+            &format!("{full} Established"),
+            Duration::from_secs(30),
+            || {
+                let (crds, full) = (crds.clone(), full.clone());
+                async move {
+                    let crd = crds.get(&full).await?;
+                    let established = crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    Ok(established.then_some(()))
+                }
+            },
+        )
         .await?;
     }
     Ok(())
@@ -198,9 +202,11 @@ log:\n  level: INFO\n"
         let process = Process::spawn("traefik", cmd, &dir)?;
         let traefik = Self { process, port };
         let addr = traefik.addr();
-        wait_for("Traefik's entrypoint", Duration::from_secs(60), || async move {
-            Ok(tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()))
-        })
+        wait_for(
+            "Traefik's entrypoint",
+            Duration::from_secs(60),
+            || async move { Ok(tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())) },
+        )
         .await
         .map_err(|e| e.context(traefik.process.log_tail(4000)))?;
         Ok(traefik)

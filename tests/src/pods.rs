@@ -261,6 +261,39 @@ impl PodRunner {
         self.dir.join(format!("{namespace}_{name}"))
     }
 
+    /// Sends `signal` to the processes of pod `namespace/name` (found by its directory in
+    /// their command line or environment, where its mounts were rewritten to), as
+    /// `kill -9` on a node
+    /// would; the runner then sees the container exit and applies the restart policy.
+    /// Returns how many processes were signalled.
+    pub fn signal_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        signal: nix::sys::signal::Signal,
+    ) -> Result<usize> {
+        let dir = self.pod_dir(namespace, name).display().to_string();
+        let mut n = 0;
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let names = |file: &str| {
+                std::fs::read(entry.path().join(file))
+                    .is_ok_and(|b| String::from_utf8_lossy(&b).contains(&dir))
+            };
+            if pid as u32 != std::process::id() && (names("cmdline") || names("environ")) {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The last lines of every container log of the pods whose name starts with
     /// `prefix` (for failure messages).
     pub fn logs(&self, prefix: &str) -> String {

@@ -23,7 +23,7 @@ use crate::routing::{ParentRef, Routing};
     group = "gateway.networking.k8s.io",
     version = "v1",
     kind = "HTTPRoute",
-    struct = "HttpRoute",
+    root = "HttpRoute",
     plural = "httproutes",
     namespaced,
     status = "HttpRouteStatus",

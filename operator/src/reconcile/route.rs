@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use boxoffice_crds::{RouteMode, Show};
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
 use kube::api::DeleteParams;
-use kube::{Api, ResourceExt};
 
 use super::{Context, Result, apply_object};
 use crate::builders::{self, HttpRoute};
@@ -20,7 +20,7 @@ pub const GATEWAY_API: &str = "gateway.networking.k8s.io/v1";
 const DISCOVERY_TTL: Duration = Duration::from_secs(10);
 
 /// What was observed of the Show's route.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum RouteState {
     /// spec.route.mode (or the operator's default) is none.
     Disabled,
@@ -53,7 +53,9 @@ pub fn routed(state: &RouteState, namespace: &str) -> (bool, &'static str, Strin
                 "the cluster serves no {GATEWAY_API} (Gateway API CRDs not installed); the show is served in-cluster and is routed once they are"
             ),
         ),
-        RouteState::Gateway { parents, route } => gateway_routed(parents, route.as_ref(), namespace),
+        RouteState::Gateway { parents, route } => {
+            gateway_routed(parents, route.as_ref(), namespace)
+        }
         RouteState::Ingress(ingress) => {
             let addresses: Vec<String> = ingress
                 .as_ref()
@@ -72,7 +74,10 @@ pub fn routed(state: &RouteState, namespace: &str) -> (bool, &'static str, Strin
                 (
                     true,
                     "IngressAdmitted",
-                    format!("the ingress controller serves it at {}", addresses.join(", ")),
+                    format!(
+                        "the ingress controller serves it at {}",
+                        addresses.join(", ")
+                    ),
                 )
             }
         }
@@ -95,48 +100,82 @@ fn gateway_routed(
         return (false, "Pending", "the HTTPRoute is not created yet".into());
     };
     let generation = route.metadata.generation;
-    let statuses = route.status.as_ref().map(|s| s.parents.as_slice()).unwrap_or_default();
+    let statuses = route
+        .status
+        .as_ref()
+        .map(|s| s.parents.as_slice())
+        .unwrap_or_default();
     for parent in parents {
         let gateway = format!(
             "Gateway {}/{}{}",
             parent.namespace.as_deref().unwrap_or(namespace),
             parent.name,
-            parent.section_name.as_deref().map(|s| format!(" ({s})")).unwrap_or_default()
+            parent
+                .section_name
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
         );
         let Some(seen) = statuses
             .iter()
             .find(|s| builders::same_parent(parent, &s.parent_ref, namespace))
         else {
-            return (false, "Pending", format!("{gateway} has not reported on the HTTPRoute yet"));
+            return (
+                false,
+                "Pending",
+                format!("{gateway} has not reported on the HTTPRoute yet"),
+            );
         };
         // A gateway's answer about an older spec says nothing about this one.
         let current = |c: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition| {
-            c.observed_generation.is_none() || generation.is_none() || c.observed_generation >= generation
+            c.observed_generation.is_none()
+                || generation.is_none()
+                || c.observed_generation >= generation
         };
-        let find = |t: &str| seen.conditions.iter().filter(current).find(|c| c.type_ == t);
+        let find = |t: &str| {
+            seen.conditions
+                .iter()
+                .filter(current)
+                .find(|c| c.type_ == t)
+        };
         match (find("Accepted"), find("ResolvedRefs")) {
             (Some(a), _) if a.status != "True" => {
                 return (
                     false,
                     "NotAccepted",
-                    format!("{gateway} did not accept the HTTPRoute: {} {}", a.reason, a.message),
+                    format!(
+                        "{gateway} did not accept the HTTPRoute: {} {}",
+                        a.reason, a.message
+                    ),
                 );
             }
             (_, Some(r)) if r.status != "True" => {
                 return (
                     false,
                     "RefsNotResolved",
-                    format!("{gateway} cannot resolve the show's Service: {} {}", r.reason, r.message),
+                    format!(
+                        "{gateway} cannot resolve the show's Service: {} {}",
+                        r.reason, r.message
+                    ),
                 );
             }
             (Some(_), Some(_)) => {}
-            _ => return (false, "Pending", format!("{gateway} has not reported on this generation yet")),
+            _ => {
+                return (
+                    false,
+                    "Pending",
+                    format!("{gateway} has not reported on this generation yet"),
+                );
+            }
         }
     }
     (
         true,
         "Accepted",
-        format!("accepted by {} Gateway(s) with its Service resolved", parents.len()),
+        format!(
+            "accepted by {} Gateway(s) with its Service resolved",
+            parents.len()
+        ),
     )
 }
 

@@ -183,7 +183,9 @@ fn a_refused_spec_is_degraded_and_not_ready_even_with_a_leader() {
 
 mod routed {
     use super::*;
-    use crate::builders::{HttpRoute, HttpRouteSpec, HttpRouteStatus, ParentRefStatus, RouteParentStatus};
+    use crate::builders::{
+        HttpRoute, HttpRouteSpec, HttpRouteStatus, ParentRefStatus, RouteParentStatus,
+    };
     use crate::reconcile::route::{RouteState, routed};
     use crate::routing::ParentRef;
     use k8s_openapi::api::networking::v1::{
@@ -203,7 +205,11 @@ mod routed {
         Condition {
             type_: type_.into(),
             status: status.into(),
-            reason: if status == "True" { type_.into() } else { "NotAllowedByListeners".into() },
+            reason: if status == "True" {
+                type_.into()
+            } else {
+                "NotAllowedByListeners".into()
+            },
             message: String::new(),
             observed_generation: Some(generation),
             last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -241,9 +247,27 @@ mod routed {
 
     #[test]
     fn accepted_with_refs_resolved_is_routed() {
-        let ok = route(2, vec![("gateway", vec![c("Accepted", "True", 2), c("ResolvedRefs", "True", 2)])]);
+        let ok = route(
+            2,
+            vec![(
+                "gateway",
+                vec![c("Accepted", "True", 2), c("ResolvedRefs", "True", 2)],
+            )],
+        );
         assert_eq!(routed(&gw(Some(ok)), "shows").1, "Accepted");
-        assert!(routed(&gw(Some(route(2, vec![("gateway", vec![c("Accepted", "True", 2), c("ResolvedRefs", "True", 2)])]))), "shows").0);
+        assert!(
+            routed(
+                &gw(Some(route(
+                    2,
+                    vec![(
+                        "gateway",
+                        vec![c("Accepted", "True", 2), c("ResolvedRefs", "True", 2)]
+                    )]
+                ))),
+                "shows"
+            )
+            .0
+        );
     }
 
     #[test]
@@ -252,17 +276,62 @@ mod routed {
             (gw(None), "Pending"),
             (gw(Some(route(2, vec![]))), "Pending"),
             // Another Gateway's acceptance is not ours.
-            (gw(Some(route(2, vec![("elsewhere", vec![c("Accepted", "True", 2), c("ResolvedRefs", "True", 2)])]))), "Pending"),
-            (gw(Some(route(2, vec![("gateway", vec![c("Accepted", "False", 2), c("ResolvedRefs", "True", 2)])]))), "NotAccepted"),
-            (gw(Some(route(2, vec![("gateway", vec![c("Accepted", "True", 2), c("ResolvedRefs", "False", 2)])]))), "RefsNotResolved"),
+            (
+                gw(Some(route(
+                    2,
+                    vec![(
+                        "elsewhere",
+                        vec![c("Accepted", "True", 2), c("ResolvedRefs", "True", 2)],
+                    )],
+                ))),
+                "Pending",
+            ),
+            (
+                gw(Some(route(
+                    2,
+                    vec![(
+                        "gateway",
+                        vec![c("Accepted", "False", 2), c("ResolvedRefs", "True", 2)],
+                    )],
+                ))),
+                "NotAccepted",
+            ),
+            (
+                gw(Some(route(
+                    2,
+                    vec![(
+                        "gateway",
+                        vec![c("Accepted", "True", 2), c("ResolvedRefs", "False", 2)],
+                    )],
+                ))),
+                "RefsNotResolved",
+            ),
             // An answer about the previous generation.
-            (gw(Some(route(3, vec![("gateway", vec![c("Accepted", "True", 2), c("ResolvedRefs", "True", 2)])]))), "Pending"),
+            (
+                gw(Some(route(
+                    3,
+                    vec![(
+                        "gateway",
+                        vec![c("Accepted", "True", 2), c("ResolvedRefs", "True", 2)],
+                    )],
+                ))),
+                "Pending",
+            ),
             (RouteState::GatewayApiMissing, "GatewayAPIMissing"),
             (RouteState::Disabled, "RoutingDisabled"),
             (RouteState::NotConfigured("no host".into()), "NotConfigured"),
-            (RouteState::Gateway { parents: vec![], route: None }, "NotConfigured"),
+            (
+                RouteState::Gateway {
+                    parents: vec![],
+                    route: None,
+                },
+                "NotConfigured",
+            ),
             (RouteState::Ingress(None), "IngressPending"),
-            (RouteState::Ingress(Some(Ingress::default())), "IngressPending"),
+            (
+                RouteState::Ingress(Some(Ingress::default())),
+                "IngressPending",
+            ),
         ];
         for (state, reason) in cases {
             let (ok, got, message) = routed(&state, "shows");
@@ -305,8 +374,16 @@ mod routed {
         assert_eq!(r.status, "False");
         assert_eq!(r.reason, "GatewayAPIMissing");
         assert_eq!(r.observed_generation, Some(3));
-        assert_eq!(s.url.as_deref(), Some("https://default.tickets.example.com/v1/shows/club-night"));
+        assert_eq!(
+            s.url.as_deref(),
+            Some("https://default.tickets.example.com/v1/shows/club-night")
+        );
         // The Show is still served in-cluster.
-        assert!(s.endpoint.as_deref().unwrap().starts_with("http://club-night.default.svc"));
+        assert!(
+            s.endpoint
+                .as_deref()
+                .unwrap()
+                .starts_with("http://club-night.default.svc")
+        );
     }
 }

@@ -28,7 +28,10 @@ fn the_http_route_sends_the_show_prefix_on_the_namespace_host_to_its_service() {
     assert_eq!(v["metadata"]["name"], "hamlet-opening");
     assert_eq!(v["metadata"]["namespace"], "arts");
     assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "Show");
-    assert_eq!(v["spec"]["hostnames"], serde_json::json!(["arts.tickets.example.com"]));
+    assert_eq!(
+        v["spec"]["hostnames"],
+        serde_json::json!(["arts.tickets.example.com"])
+    );
     assert_eq!(
         v["spec"]["parentRefs"],
         serde_json::json!([{"name": "public", "namespace": "gateway", "sectionName": "https"}])
@@ -58,7 +61,10 @@ fn same_named_shows_in_two_namespaces_get_disjoint_routes() {
     let ra = http_route(&theatre(), &routing(), &a);
     let rb = http_route(&other, &routing(), &b);
     assert_eq!(ra.spec.rules, rb.spec.rules, "same path and Service name");
-    assert_ne!(ra.spec.hostnames, rb.spec.hostnames, "but never the same host");
+    assert_ne!(
+        ra.spec.hostnames, rb.spec.hostnames,
+        "but never the same host"
+    );
     assert_ne!(ra.metadata.namespace, rb.metadata.namespace);
 }
 
@@ -81,7 +87,13 @@ fn the_ingress_matches_the_http_route() {
         ingress_class: String::new(),
         ..routing()
     };
-    assert!(ingress(&show, &default_class, "h.example.com").spec.unwrap().ingress_class_name.is_none());
+    assert!(
+        ingress(&show, &default_class, "h.example.com")
+            .spec
+            .unwrap()
+            .ingress_class_name
+            .is_none()
+    );
 }
 
 #[test]

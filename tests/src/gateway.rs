@@ -187,7 +187,7 @@ impl Traefik {
         // (docs/architecture.md, "Routing": long-lived SSE through a gateway).
         let config = format!(
             "entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n    transport:\n      respondingTimeouts:\n        readTimeout: 0s\n        idleTimeout: 300s\n\
-providers:\n  kubernetesGateway:\n{provider}    statusAddress:\n      ip: 127.0.0.1\n  kubernetesIngress:\n{provider}    ingressClass: {CLASS}\n    ingressEndpoint:\n      ip: 127.0.0.1\n\
+providers:\n  kubernetesGateway:\n{provider}    statusAddress:\n      ip: 127.0.0.1\n  kubernetesIngress:\n{provider}    ingressClass: {CLASS}\n    strictPrefixMatching: true\n    ingressEndpoint:\n      ip: 127.0.0.1\n\
 log:\n  level: INFO\n"
         );
         let file = dir.join("traefik.yaml");

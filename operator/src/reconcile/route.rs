@@ -179,6 +179,16 @@ fn gateway_routed(
     )
 }
 
+/// Whether `reason` is one that a Show routed in `mode` reports.
+pub fn mode_reports(mode: RouteMode, reason: &str) -> bool {
+    let reasons: &[&str] = match mode {
+        RouteMode::Gateway => &["Accepted", "Pending", "NotAccepted", "RefsNotResolved", "GatewayAPIMissing"],
+        RouteMode::Ingress => &["IngressAdmitted", "IngressPending"],
+        RouteMode::None => &["RoutingDisabled"],
+    };
+    reasons.contains(&reason)
+}
+
 /// Whether the API server serves Gateway API (discovery, cached for [`DISCOVERY_TTL`]).
 async fn gateway_api_present(ctx: &Context) -> bool {
     let mut cache = ctx.gateway_api.lock().await;
@@ -220,7 +230,15 @@ pub(super) async fn reconcile_route(
     let routes: Api<HttpRoute> = Api::namespaced(ctx.client.clone(), ns);
     let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
     let gateway_api = gateway_api_present(ctx).await;
-    if apply {
+    // Routes of another mode can only exist when the Show was last routed otherwise (or
+    // its status says nothing yet): only then is it worth asking the API server.
+    let last_reason = show
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Routed"))
+        .map(|c| c.reason.as_str());
+    let switched = last_reason.is_none_or(|r| !mode_reports(mode, r));
+    if apply && switched {
         if mode != RouteMode::Gateway && gateway_api {
             remove(routes.clone(), &name).await?;
         }

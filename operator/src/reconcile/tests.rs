@@ -342,6 +342,32 @@ mod routed {
     }
 
     #[test]
+    fn every_reason_belongs_to_the_mode_that_reports_it() {
+        use crate::reconcile::route::mode_reports;
+        use boxoffice_crds::RouteMode;
+        let states = [
+            (RouteMode::Gateway, gw(None)),
+            (RouteMode::Gateway, RouteState::GatewayApiMissing),
+            (RouteMode::Gateway, gw(Some(route(2, vec![("gateway", vec![c("Accepted", "False", 2)])])))),
+            (RouteMode::Ingress, RouteState::Ingress(None)),
+            (RouteMode::None, RouteState::Disabled),
+        ];
+        for (mode, state) in states {
+            let reason = routed(&state, "shows").1;
+            assert!(mode_reports(mode, reason), "{mode:?} {reason}");
+            for other in [RouteMode::Gateway, RouteMode::Ingress, RouteMode::None] {
+                if other != mode {
+                    assert!(!mode_reports(other, reason), "{other:?} claims {reason}");
+                }
+            }
+        }
+        // NotConfigured says nothing about which routes exist: always look.
+        for mode in [RouteMode::Gateway, RouteMode::Ingress, RouteMode::None] {
+            assert!(!mode_reports(mode, "NotConfigured"));
+        }
+    }
+
+    #[test]
     fn an_ingress_with_a_published_address_is_routed() {
         let ing = Ingress {
             status: Some(IngressStatus {

@@ -6,7 +6,8 @@
 #
 #   scripts/bench.sh [SECONDS] [CONCURRENCY]      # defaults: 10 s, 64 clients
 #   BENCH_PARTS="failover" scripts/bench.sh         # only some of: memory shard rate
-#                                                  # baselines sweep failover (default all);
+#                                                  # baselines sweep failover gateway
+#                                                  # (default all);
 #                                                  # shard = holds hot war seatmap confirms
 #
 # Results: one JSON line per run in target/bench/results.jsonl, a summary on stderr,
@@ -35,7 +36,7 @@ stack_init "$PWD/target/bench-run"
 mkdir -p target/bench
 results=$PWD/target/bench/results.jsonl
 : >"$results"
-parts=" ${BENCH_PARTS:-memory shard rate baselines sweep failover} "
+parts=" ${BENCH_PARTS:-memory shard rate baselines sweep failover gateway} "
 part() { [[ "$parts" == *" $1 "* ]]; }
 stack_etcd "$ETCD_PORT"
 stack_postgres "$PG_PORT" bench
@@ -210,6 +211,55 @@ print(json.dumps(run))
 EOF
 fi
 
+# Through a gateway: the same hold attempts straight to the shard and through Traefik
+# (the gateway the routing tests run; here with its file provider, so no cluster is
+# needed: the proxying path is the same), each on a fresh shard, as a ratio.
+if part gateway; then
+traefik_bin=$(scripts/tools.sh traefik)/traefik
+GATEWAY_PORT=${GATEWAY_PORT:-8190}
+cat >"$work/traefik.yaml" <<EOF
+entryPoints:
+  web:
+    address: "127.0.0.1:$GATEWAY_PORT"
+    transport: {respondingTimeouts: {readTimeout: 0s}}
+providers:
+  file: {filename: "$work/traefik-routes.yaml"}
+log: {level: ERROR}
+EOF
+cat >"$work/traefik-routes.yaml" <<EOF
+http:
+  routers:
+    show: {entryPoints: [web], rule: "PathPrefix(\`/v1/shows/gw-80k\`)", service: shard}
+  services:
+    shard: {loadBalancer: {servers: [{url: "http://127.0.0.1:$SHARD_PORT"}]}}
+EOF
+"$traefik_bin" --configfile="$work/traefik.yaml" >"$work/traefik.log" 2>&1 &
+stack_pids+=($!)
+show_from stadium.yaml direct-80k; start_shards direct-80k
+load direct-80k holds --label direct --stop-at-fill 0.25
+stop_shards
+show_from stadium.yaml gw-80k; start_shards gw-80k
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$GATEWAY_PORT/v1/shows/gw-80k" >/dev/null && break
+  sleep 0.1
+done
+target/release/boxoffice-load --url "http://127.0.0.1:$GATEWAY_PORT" --show gw-80k --scenario holds \
+  --duration "$secs" --concurrency "$conc" --label gateway --stop-at-fill 0.25 >"$work/gateway.json"
+stop_shards
+python3 - "$results" "$work/gateway.json" >>"$results" <<'EOF'
+import json, sys
+direct = [r for r in map(json.loads, open(sys.argv[1])) if r.get("label") == "direct"][-1]
+gw = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+gw["vs_direct"] = {
+    "attempts_per_s_ratio": round(gw["attempts_per_s"] / direct["attempts_per_s"], 3),
+    "p99_ratio": round(gw["latency_ms"]["p99"] / direct["latency_ms"]["p99"], 3),
+    "direct_attempts_per_s": direct["attempts_per_s"],
+    "direct_p99_ms": direct["latency_ms"]["p99"],
+}
+print(json.dumps(gw))
+EOF
+fi
+
 # A partial run must not replace the committed plots of a full one.
 plots=docs/bench
 [ -n "${BENCH_PARTS:-}" ] && plots=target/bench/plots && mkdir -p "$plots"
@@ -222,6 +272,9 @@ for line in open(sys.argv[1]):
         print(f"memory: {r['bytes_per_seat']} bytes/seat (stadium {r['stadium_rss_kib']} KiB)"); continue
     l = r["latency_ms"]
     extra = f" kill-9 gap {r['kill_gap_s']} s, SIGTERM gap {r['term_gap_s']} s" if r.get("label") == "failover" else ""
+    if "vs_direct" in r:
+        v = r["vs_direct"]
+        extra = f" vs direct: attempts/s x{v['attempts_per_s_ratio']}, p99 x{v['p99_ratio']}"
     print(f"{r['target']:9} {r['scenario']:8} c={r['concurrency']:<4} rate={r['rate']:<5} {r['attempts_per_s']:>9.0f} att/s "
           f"{r['ok_per_s']:>8.0f} ok/s p50 {l['p50']:.2f} p99 {l['p99']:.2f} ms twice={r['seats_held_twice']} "
           f"db={r.get('bookings_in_db')} {r.get('label','')}{extra}")

@@ -57,6 +57,11 @@ fn values_schema_rejects_typos_and_wrong_types() {
             "networkPolicy.apiFromNamespaceLabels.team=a b",
             "/networkPolicy/apiFromNamespaceLabels",
         ),
+        ("routing.mode=istio", "/routing/mode"),
+        ("routing.host=Tickets.Example", "/routing/host"),
+        ("routing.scheme=ftp", "/routing/scheme"),
+        ("routing.gateway.parentRefs[0].nmae=public", "nmae"),
+        ("routing.ingress.class=nginx", "class"),
     ] {
         let (ok, _, err) = helm(&["template", "bo", "charts/boxoffice", KUBE, "--set", set]);
         assert!(!ok, "--set {set} was accepted");
@@ -216,6 +221,37 @@ fn operator_env(objects: &[serde_yaml::Value], name: &str) -> String {
         .and_then(|e| e["value"].as_str())
         .unwrap_or_else(|| panic!("no {name}"))
         .to_string()
+}
+
+#[test]
+fn routing_values_reach_the_operator_and_routes_get_least_rights() {
+    let all = render(&[
+        "routing.mode=ingress",
+        "routing.scheme=http",
+        "routing.gateway.parentRefs[0].name=public",
+        "routing.gateway.parentRefs[0].namespace=gateway",
+        "routing.ingress.className=traefik",
+    ]);
+    assert_eq!(operator_env(&all, "BOXOFFICE_ROUTE_MODE"), "ingress");
+    assert_eq!(operator_env(&all, "BOXOFFICE_ROUTE_SCHEME"), "http");
+    assert_eq!(operator_env(&all, "BOXOFFICE_INGRESS_CLASS"), "traefik");
+    let refs: serde_json::Value =
+        serde_json::from_str(&operator_env(&all, "BOXOFFICE_GATEWAY_PARENT_REFS")).expect("JSON");
+    assert_eq!(refs, serde_json::json!([{"name": "public", "namespace": "gateway"}]));
+    // The operator parses what the chart renders.
+    boxoffice_operator::routing::parse_parent_refs(&refs.to_string()).expect("parent refs");
+    let defaults = render(&[]);
+    assert_eq!(operator_env(&defaults, "BOXOFFICE_GATEWAY_PARENT_REFS"), "[]");
+    assert_eq!(operator_env(&defaults, "BOXOFFICE_ROUTE_HOST"), "");
+    let rules = of_kind(&defaults, "ClusterRole")[0]["rules"].as_sequence().expect("rules").clone();
+    for (group, resource) in [("gateway.networking.k8s.io", "httproutes"), ("networking.k8s.io", "ingresses")] {
+        let rule = rules
+            .iter()
+            .find(|r| r["apiGroups"][0] == group && r["resources"][0] == resource)
+            .unwrap_or_else(|| panic!("no rule for {resource}"));
+        let verbs: Vec<&str> = rule["verbs"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        assert_eq!(verbs, ["get", "create", "patch", "delete"], "{resource}: never list or watch");
+    }
 }
 
 #[test]

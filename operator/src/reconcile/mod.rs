@@ -3,6 +3,8 @@
 mod cleanup;
 mod leader;
 pub mod route;
+#[cfg(test)]
+mod route_tests;
 mod secrets;
 mod status;
 #[cfg(test)]
@@ -212,6 +214,14 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
         counts,
     );
     let status = with_route(status, &show, url, route::routed(&route, &ns));
+    if let Some(now) = status.conditions.iter().find(|c| c.type_ == "Routed")
+        && !has_condition(&previous, "Routed", &now.status, &now.reason)
+        && (now.status == "True" || now.reason == "GatewayAPIMissing" || now.reason == "NotAccepted")
+    {
+        let kind = if now.status == "True" { EventType::Normal } else { EventType::Warning };
+        let reason = if now.status == "True" { "Routed" } else { now.reason.as_str() };
+        publish(&ctx, &show, kind, reason, &now.message).await;
+    }
 
     let ready = status
         .conditions

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 /// The placeholder a host template carries for the Show's namespace.
 pub const NAMESPACE_PLACEHOLDER: &str = "{namespace}";
 
-/// A Gateway (or one of its listeners) that HTTPRoutes attach to.
+/// A Gateway (or one of its listeners) that HTTPRoutes attach to. (Read back from the
+/// API server it also has the defaulted `group` and `kind`, which are ignored.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ParentRef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,9 +31,21 @@ pub fn parse_parent_refs(s: &str) -> Result<ParentRefs, String> {
     if s.trim().is_empty() {
         return Ok(ParentRefs::default());
     }
-    let refs: Vec<ParentRef> = serde_json::from_str(s).map_err(|e| {
-        format!("not a JSON list of {{name, namespace?, sectionName?, port?}}: {e}")
-    })?;
+    let shape = || "not a JSON list of {name, namespace?, sectionName?, port?}";
+    let raw: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(s).map_err(|e| format!("{}: {e}", shape()))?;
+    let known = ["name", "namespace", "sectionName", "port"];
+    if let Some(key) = raw
+        .iter()
+        .flat_map(|m| m.keys())
+        .find(|k| !known.contains(&k.as_str()))
+    {
+        return Err(format!("{}: unknown key {key:?}", shape()));
+    }
+    let refs: Vec<ParentRef> = serde_json::from_value(serde_json::Value::Array(
+        raw.into_iter().map(serde_json::Value::Object).collect(),
+    ))
+    .map_err(|e| format!("{}: {e}", shape()))?;
     if refs.iter().any(|r| r.name.trim().is_empty()) {
         return Err("every parent ref needs a name".into());
     }

@@ -237,20 +237,41 @@ fn routing_values_reach_the_operator_and_routes_get_least_rights() {
     assert_eq!(operator_env(&all, "BOXOFFICE_INGRESS_CLASS"), "traefik");
     let refs: serde_json::Value =
         serde_json::from_str(&operator_env(&all, "BOXOFFICE_GATEWAY_PARENT_REFS")).expect("JSON");
-    assert_eq!(refs, serde_json::json!([{"name": "public", "namespace": "gateway"}]));
+    assert_eq!(
+        refs,
+        serde_json::json!([{"name": "public", "namespace": "gateway"}])
+    );
     // The operator parses what the chart renders.
     boxoffice_operator::routing::parse_parent_refs(&refs.to_string()).expect("parent refs");
     let defaults = render(&[]);
-    assert_eq!(operator_env(&defaults, "BOXOFFICE_GATEWAY_PARENT_REFS"), "[]");
+    assert_eq!(
+        operator_env(&defaults, "BOXOFFICE_GATEWAY_PARENT_REFS"),
+        "[]"
+    );
     assert_eq!(operator_env(&defaults, "BOXOFFICE_ROUTE_HOST"), "");
-    let rules = of_kind(&defaults, "ClusterRole")[0]["rules"].as_sequence().expect("rules").clone();
-    for (group, resource) in [("gateway.networking.k8s.io", "httproutes"), ("networking.k8s.io", "ingresses")] {
+    let rules = of_kind(&defaults, "ClusterRole")[0]["rules"]
+        .as_sequence()
+        .expect("rules")
+        .clone();
+    for (group, resource) in [
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("networking.k8s.io", "ingresses"),
+    ] {
         let rule = rules
             .iter()
             .find(|r| r["apiGroups"][0] == group && r["resources"][0] == resource)
             .unwrap_or_else(|| panic!("no rule for {resource}"));
-        let verbs: Vec<&str> = rule["verbs"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
-        assert_eq!(verbs, ["get", "create", "patch", "delete"], "{resource}: never list or watch");
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(
+            verbs,
+            ["get", "create", "patch", "delete"],
+            "{resource}: never list or watch"
+        );
     }
 }
 

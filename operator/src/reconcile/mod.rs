@@ -216,10 +216,20 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
     let status = with_route(status, &show, url, route::routed(&route, &ns));
     if let Some(now) = status.conditions.iter().find(|c| c.type_ == "Routed")
         && !has_condition(&previous, "Routed", &now.status, &now.reason)
-        && (now.status == "True" || now.reason == "GatewayAPIMissing" || now.reason == "NotAccepted")
+        && (now.status == "True"
+            || now.reason == "GatewayAPIMissing"
+            || now.reason == "NotAccepted")
     {
-        let kind = if now.status == "True" { EventType::Normal } else { EventType::Warning };
-        let reason = if now.status == "True" { "Routed" } else { now.reason.as_str() };
+        let kind = if now.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        let reason = if now.status == "True" {
+            "Routed"
+        } else {
+            now.reason.as_str()
+        };
         publish(&ctx, &show, kind, reason, &now.message).await;
     }
 

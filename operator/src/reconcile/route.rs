@@ -182,7 +182,13 @@ fn gateway_routed(
 /// Whether `reason` is one that a Show routed in `mode` reports.
 pub fn mode_reports(mode: RouteMode, reason: &str) -> bool {
     let reasons: &[&str] = match mode {
-        RouteMode::Gateway => &["Accepted", "Pending", "NotAccepted", "RefsNotResolved", "GatewayAPIMissing"],
+        RouteMode::Gateway => &[
+            "Accepted",
+            "Pending",
+            "NotAccepted",
+            "RefsNotResolved",
+            "GatewayAPIMissing",
+        ],
         RouteMode::Ingress => &["IngressAdmitted", "IngressPending"],
         RouteMode::None => &["RoutingDisabled"],
     };

@@ -3,7 +3,6 @@
 use super::status_for;
 use super::tests::{club, cond, deployment};
 use super::with_route;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use crate::builders::{
     HttpRoute, HttpRouteSpec, HttpRouteStatus, ParentRefStatus, RouteParentStatus,
 };
@@ -12,6 +11,7 @@ use crate::routing::ParentRef;
 use k8s_openapi::api::networking::v1::{
     Ingress, IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 fn parent() -> ParentRef {
     ParentRef {
@@ -169,7 +169,13 @@ fn every_reason_belongs_to_the_mode_that_reports_it() {
     let states = [
         (RouteMode::Gateway, gw(None)),
         (RouteMode::Gateway, RouteState::GatewayApiMissing),
-        (RouteMode::Gateway, gw(Some(route(2, vec![("gateway", vec![c("Accepted", "False", 2)])])))),
+        (
+            RouteMode::Gateway,
+            gw(Some(route(
+                2,
+                vec![("gateway", vec![c("Accepted", "False", 2)])],
+            ))),
+        ),
         (RouteMode::Ingress, RouteState::Ingress(None)),
         (RouteMode::None, RouteState::Disabled),
     ];

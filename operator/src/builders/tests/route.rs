@@ -115,3 +115,33 @@ fn a_parent_status_matches_its_ref_with_the_route_namespace_as_default() {
     assert!(!same_parent(&wanted, &seen(Some("opera"), None), "arts"));
     assert!(!same_parent(&wanted, &seen(None, Some("https")), "arts"));
 }
+
+#[test]
+fn an_http_route_as_the_api_server_returns_it_parses() {
+    // Defaults the API server adds (group, kind, weight) and a gateway's status.
+    let served = serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "club-night", "namespace": "east", "generation": 1},
+        "spec": {
+            "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gateway"}],
+            "hostnames": ["east.tickets.test"],
+            "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/v1/shows/club-night"}}],
+                "backendRefs": [{"group": "", "kind": "Service", "name": "club-night", "port": 80, "weight": 1}]
+            }]
+        },
+        "status": {"parents": [{
+            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gateway"},
+            "controllerName": "traefik.io/gateway-controller",
+            "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                            "observedGeneration": 1, "lastTransitionTime": "2026-12-07T03:00:00Z"}]
+        }]}
+    });
+    let route: HttpRoute = serde_json::from_value(served).expect("parses");
+    assert_eq!(route.spec.parent_refs[0].name, "public");
+    assert_eq!(
+        route.status.unwrap().parents[0].conditions[0].type_,
+        "Accepted"
+    );
+}

@@ -462,7 +462,11 @@ async fn every_operation(c: &Cluster, t: &Target) {
         ("streamBooking", format!("/bookings/{reference}/events")),
     ] {
         // The audit trail is for staff.
-        let who = if op == "bookingHistory" { &staff } else { &auth };
+        let who = if op == "bookingHistory" {
+            &staff
+        } else {
+            &auth
+        };
         let r = http
             .get(format!("{base}{path}"))
             .bearer_auth(who)
@@ -589,8 +593,9 @@ async fn kill_leader(c: &Cluster, t: &Target) {
                     if let Err(e) = answered_by(&r, &now) {
                         panic!("{}", c.fail(&format!("during the failover: {e}")));
                     }
-                    let new = r.headers()[LEADER_HEADER].to_str().unwrap_or_default() != leader;
-                    if r.status() == 201 && new {
+                    // The runner restarts the killed container in the same pod, which
+                    // may win the election again: any hold granted after the kill counts.
+                    if r.status() == 201 {
                         return;
                     }
                     failed += u32::from(!r.status().is_success());

@@ -1,6 +1,7 @@
 //! What the API promises where a newcomer could be surprised, against a real shard:
 //! what extend does to a hold's expiry, what a confirmed hold answers, and that
-//! `/readyz` is true only while the API serves.
+//! `/readyz` is true only while the API serves (or briefly, in a failover, while it
+//! answers 503 itself).
 
 mod common;
 
@@ -129,20 +130,23 @@ async fn a_confirmed_hold_points_to_its_booking() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
 }
 
-/// A standby is ready only while the leader it forwards to serves: with the leader
-/// gone (its lease not yet expired, so the standby still knows it as leader) the
-/// standby says 503 instead of taking requests it cannot forward; once it leads itself
-/// it is ready again.
+/// A standby is ready as "standby" only while the leader it forwards to serves. With
+/// the leader gone (its lease not yet expired, so the standby still knows it as
+/// leader) it stays in its Service for the failover grace, answering `/v1` with its own
+/// 503 + Retry-After, then leaves it (503) until it serves again; once it leads itself
+/// it is ready as the leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_is_true_only_while_the_api_serves() {
+async fn readyz_is_true_only_while_the_api_serves_or_within_the_grace() {
     let lease_ttl = 10;
-    let mut cluster = Cluster::start(
-        &show_yaml("ready", 1, 10, None, 4, None),
-        2,
-        lease_ttl,
-        None,
-    )
-    .await;
+    let grace_s: u64 = 3;
+    let mut cluster = {
+        let mut c = Cluster::new(&show_yaml("ready", 1, 10, None, 4, None), lease_ttl, None).await;
+        c.options.extra_env = vec![("BOXOFFICE_READY_GRACE".into(), grace_s.to_string())];
+        c.add_replica("shard-0").await;
+        c.add_replica("shard-1").await;
+        c
+    };
+    cluster.all_serving().await;
     let leader = cluster.leader().await;
     let standby = 1 - leader;
     let http = cluster.http.clone();
@@ -168,15 +172,36 @@ async fn readyz_is_true_only_while_the_api_serves() {
     .expect("standby ready");
 
     cluster.replicas[leader].process_mut().kill();
+    let killed = std::time::Instant::now();
+    // Within the grace: still in the Service, never claiming to serve.
     let (status, body) = readyz(standby_url.clone()).await;
     assert_eq!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the standby must not be ready while its leader is gone: {body}"
+        (status, body.as_str()),
+        (StatusCode::OK, "no leader (answering 503 + Retry-After)"),
+        "within the grace the standby stays ready without claiming to serve"
     );
-    // The forwarded API indeed does not serve meanwhile.
-    let (s, _) = cluster.get(standby, "", "ann").await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    // What it answers meanwhile: the shard's own 503 with Retry-After.
+    let r = cluster
+        .http
+        .get(format!("{}/availability", cluster.base(standby)))
+        .bearer_auth(boxoffice_e2e::token("ann", &[]))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "1");
+    // After the grace, and long before the lease expires: not ready.
+    boxoffice_e2e::wait_for("the grace to end", Duration::from_secs(8), || {
+        let check = readyz(standby_url.clone());
+        async move { Ok((check.await.0 == StatusCode::SERVICE_UNAVAILABLE).then_some(())) }
+    })
+    .await
+    .expect("not ready after the grace");
+    let waited = killed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(grace_s - 1) && waited < Duration::from_secs(lease_ttl),
+        "the grace lasted {waited:?}"
+    );
 
     // After the lease expires the standby leads, and is ready as the leader.
     cluster.wait_leader(standby).await;

@@ -11,6 +11,10 @@
 //! Routed=False (GatewayAPIMissing) and becomes routed once the CRDs and a Gateway are
 //! installed, with nothing restarted.
 
+// The scenario's steps are helpers outside `#[test]` functions; an unwrap there is a
+// failed test like any other.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
@@ -574,6 +578,9 @@ async fn kill_leader(c: &Cluster, t: &Target) {
     let http = c.http();
     let auth = token(&format!("after-{}", t.ns), &[]);
     let (mut failed, mut n) = (0u32, 0u32);
+    // What the unanswered attempts got, for the log (gateway 502s while the dead
+    // endpoint is listed, the standby's 503 + Retry-After, timeouts).
+    let mut outcomes: std::collections::BTreeMap<String, u32> = Default::default();
     let recovered = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             n += 1;
@@ -599,10 +606,26 @@ async fn kill_leader(c: &Cluster, t: &Target) {
                         return;
                     }
                     failed += u32::from(!r.status().is_success());
+                    *outcomes
+                        .entry(format!("{} from a shard", r.status().as_u16()))
+                        .or_default() += 1;
                 }
-                // 502/503 from the gateway while the dead endpoint is still listed, or
-                // the standby's 503 + Retry-After while no leader is elected.
-                _ => failed += 1,
+                Ok(r) => {
+                    let retry = if r.headers().contains_key("retry-after") {
+                        " + Retry-After"
+                    } else {
+                        ""
+                    };
+                    *outcomes
+                        .entry(format!("{}{retry}", r.status().as_u16()))
+                        .or_default() += 1;
+                    failed += 1;
+                }
+                Err(e) => {
+                    let kind = if e.is_timeout() { "timeout" } else { "error" };
+                    *outcomes.entry(kind.into()).or_default() += 1;
+                    failed += 1;
+                }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -613,8 +636,20 @@ async fn kill_leader(c: &Cluster, t: &Target) {
         "{}",
         c.fail("no successful hold after the failover")
     );
+    // The standby stays in the Service through the election (its readiness grace) and
+    // answers 503 + Retry-After itself: the gateway never says the show is not there
+    // (404) or has no endpoint at all (its own bare 503).
+    for gateway_said in ["404", "503"] {
+        assert!(
+            !outcomes.contains_key(gateway_said),
+            "{}",
+            c.fail(&format!(
+                "the gateway answered {gateway_said} during the failover: {outcomes:?}"
+            ))
+        );
+    }
     println!(
-        "{}/{}: kill -9 {leader}: {n} attempts, {failed} unanswered during the failover",
+        "{}/{}: kill -9 {leader}: {n} attempts, {failed} unanswered during the failover: {outcomes:?}",
         t.ns, t.name
     );
 }

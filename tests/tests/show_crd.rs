@@ -58,7 +58,15 @@ async fn examples_are_accepted_and_listed_with_columns() {
         .collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "LEADER", "AVAILABLE", "SOLD", "AGE"],
+        [
+            "NAME",
+            "READY",
+            "LEADER",
+            "AVAILABLE",
+            "SOLD",
+            "ROUTED",
+            "AGE"
+        ],
         "{out}"
     );
     assert_eq!(out.lines().count(), 4, "{out}");

@@ -9,6 +9,7 @@ pub mod observe;
 pub mod openapi;
 pub mod page;
 mod ready;
+pub use ready::Readiness;
 mod routes;
 pub mod schema;
 pub mod serve;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// The payment provider's callback key (`spec.payments`, mode provider).
     pub payments: Arc<PaymentKeys>,
+    /// `/readyz`'s memory of being ready (the failover grace, see [`ready`]).
+    pub readiness: Arc<ready::Readiness>,
 }
 
 /// What a provider callback is checked against.

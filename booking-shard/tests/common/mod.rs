@@ -88,7 +88,11 @@ impl Cluster {
     /// answers `no_leader`; a client behind a Service never reaches it then.
     pub async fn all_serving(&self) -> usize {
         self.wait_readiness("every replica to serve", |ready| {
-            if ready.iter().any(Option::is_none) {
+            // A replica in its failover grace is ready but does not serve.
+            if ready
+                .iter()
+                .any(|r| !matches!(r.as_deref(), Some("leader" | "standby")))
+            {
                 return None;
             }
             ready.iter().position(|r| r.as_deref() == Some("leader"))

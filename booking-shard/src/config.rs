@@ -154,12 +154,6 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=60))]
     pub lease_ttl: i64,
 
-    /// Seconds a replica that was ready stays ready (in its Service) while no leader
-    /// serves, answering `/v1` with 503 + Retry-After itself: a failover is then seen
-    /// as the shard's 503, not a gateway's 404/503. 0: ready only while serving.
-    #[arg(long, env = "BOXOFFICE_READY_GRACE", default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=300))]
-    pub ready_grace: u64,
-
     /// Override the show's hold TTL (seconds), e.g. for tests and demos; the Show's
     /// `holds.ttl` (1m..2h) applies when unset.
     #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=7200))]

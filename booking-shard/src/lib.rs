@@ -194,7 +194,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             secret: payment_secret,
             tolerance_s: tolerance_s as i64,
         }),
-        readiness: Arc::new(api::Readiness::new(Duration::from_secs(config.ready_grace))),
+        readiness: Arc::new(api::Readiness::default()),
     };
     let signal = shutdown.clone();
     tokio::spawn(async move {

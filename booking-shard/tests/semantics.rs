@@ -1,7 +1,6 @@
 //! What the API promises where a newcomer could be surprised, against a real shard:
 //! what extend does to a hold's expiry, what a confirmed hold answers, and that
-//! `/readyz` is true only while the API serves (or briefly, in a failover, while it
-//! answers 503 itself).
+//! `/readyz` is true only while the API serves (the pods' probe adds a failover grace).
 
 mod common;
 
@@ -130,23 +129,23 @@ async fn a_confirmed_hold_points_to_its_booking() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
 }
 
-/// A standby is ready as "standby" only while the leader it forwards to serves. With
-/// the leader gone (its lease not yet expired, so the standby still knows it as
-/// leader) it stays in its Service for the failover grace, answering `/v1` with its own
-/// 503 + Retry-After, then leaves it (503) until it serves again; once it leads itself
-/// it is ready as the leader.
+/// A standby is ready only while the leader it forwards to serves: with the leader
+/// gone (its lease not yet expired, so the standby still knows it as leader) plain
+/// `/readyz` says 503 instead of taking requests it cannot forward. The pods' probe,
+/// `/readyz?grace=<s>`, keeps it ready for that grace after it last served, answering
+/// `/v1` with its own 503 + Retry-After, then 503 too; once it leads it is ready as
+/// the leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_is_true_only_while_the_api_serves_or_within_the_grace() {
+async fn readyz_is_true_only_while_the_api_serves() {
     let lease_ttl = 10;
     let grace_s: u64 = 3;
-    let mut cluster = {
-        let mut c = Cluster::new(&show_yaml("ready", 1, 10, None, 4, None), lease_ttl, None).await;
-        c.options.extra_env = vec![("BOXOFFICE_READY_GRACE".into(), grace_s.to_string())];
-        c.add_replica("shard-0").await;
-        c.add_replica("shard-1").await;
-        c
-    };
-    cluster.all_serving().await;
+    let mut cluster = Cluster::start(
+        &show_yaml("ready", 1, 10, None, 4, None),
+        2,
+        lease_ttl,
+        None,
+    )
+    .await;
     let leader = cluster.leader().await;
     let standby = 1 - leader;
     let http = cluster.http.clone();
@@ -154,7 +153,7 @@ async fn readyz_is_true_only_while_the_api_serves_or_within_the_grace() {
         let http = http.clone();
         async move {
             let r = http
-                .get(format!("{url}/readyz"))
+                .get(url)
                 .timeout(Duration::from_secs(5))
                 .send()
                 .await
@@ -162,25 +161,29 @@ async fn readyz_is_true_only_while_the_api_serves_or_within_the_grace() {
             (r.status(), r.text().await.unwrap_or_default())
         }
     };
-    let standby_url = cluster.replicas[standby].url.clone();
-    // The control: with the leader serving, the standby is ready.
+    let strict = format!("{}/readyz", cluster.replicas[standby].url);
+    let probe = format!("{strict}?grace={grace_s}");
+    // The control: with the leader serving, the standby is ready (both ways).
     boxoffice_e2e::wait_for("the standby to be ready", Duration::from_secs(10), || {
-        let check = readyz(standby_url.clone());
+        let check = readyz(probe.clone());
         async move { Ok((check.await == (StatusCode::OK, "standby".into())).then_some(())) }
     })
     .await
     .expect("standby ready");
+    assert_eq!(readyz(strict.clone()).await.0, StatusCode::OK);
+    // A bad grace is refused, not ignored.
+    let bad = format!("{strict}?grace=1000");
+    assert_eq!(readyz(bad).await.0, StatusCode::BAD_REQUEST);
 
     cluster.replicas[leader].process_mut().kill();
     let killed = std::time::Instant::now();
-    // Within the grace: still in the Service, never claiming to serve.
-    let (status, body) = readyz(standby_url.clone()).await;
+    let (status, body) = readyz(strict.clone()).await;
     assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "no leader (answering 503 + Retry-After)"),
-        "within the grace the standby stays ready without claiming to serve"
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the standby must not be ready while its leader is gone: {body}"
     );
-    // What it answers meanwhile: the shard's own 503 with Retry-After.
+    // The forwarded API indeed does not serve meanwhile: the standby's own 503.
     let r = cluster
         .http
         .get(format!("{}/availability", cluster.base(standby)))
@@ -190,9 +193,16 @@ async fn readyz_is_true_only_while_the_api_serves_or_within_the_grace() {
         .expect("answer");
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["retry-after"], "1");
+    // The probe's grace: still in the Service, never claiming to serve.
+    let (status, body) = readyz(probe.clone()).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "no leader (answering 503 + Retry-After)"),
+        "within the grace the standby stays ready without claiming to serve"
+    );
     // After the grace, and long before the lease expires: not ready.
     boxoffice_e2e::wait_for("the grace to end", Duration::from_secs(8), || {
-        let check = readyz(standby_url.clone());
+        let check = readyz(probe.clone());
         async move { Ok((check.await.0 == StatusCode::SERVICE_UNAVAILABLE).then_some(())) }
     })
     .await
@@ -205,6 +215,6 @@ async fn readyz_is_true_only_while_the_api_serves_or_within_the_grace() {
 
     // After the lease expires the standby leads, and is ready as the leader.
     cluster.wait_leader(standby).await;
-    let (status, body) = readyz(standby_url).await;
+    let (status, body) = readyz(strict).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "leader"));
 }

@@ -87,6 +87,9 @@ pub fn etcd_endpoints(show: &Show, config: &Config) -> Vec<String> {
     }
 }
 
+/// The shard's readiness probe: ready while it serves, or within 15 s of serving.
+pub const READINESS_PATH: &str = "/readyz?grace=15";
+
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -164,7 +167,9 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
                 ..Default::default()
             },
         ]),
-        readiness_probe: Some(http_probe("/readyz", 2, 2)),
+        // The failover grace keeps the pods in the Service through an election, answering
+        // 503 + Retry-After themselves (see the shard's `/readyz`).
+        readiness_probe: Some(http_probe(READINESS_PATH, 2, 2)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         resources: Some(
             show.spec

@@ -42,7 +42,7 @@ fn deployment_wires_config_secrets_and_probes() {
             .as_ref()
             .and_then(|p| p.http_get.as_ref())
             .and_then(|h| h.path.as_deref()),
-        Some("/readyz")
+        Some("/readyz?grace=15")
     );
     assert_eq!(
         c.liveness_probe

@@ -33,8 +33,8 @@ pub struct CloudEvent {
     pub sequence: i64,
     /// The fencing epoch of the leader that wrote the change (extension attribute).
     pub epoch: i64,
-    /// The booking after the change (the booking schema of the API).
-    #[schema(value_type = Object)]
+    /// The booking after the change (version `v1` of the payload: the API's booking).
+    #[schema(value_type = crate::engine::Booking)]
     pub data: serde_json::Value,
 }
 

@@ -143,19 +143,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        Ok(Page::Events(
-            rows.into_iter()
-                .map(|r| EventRow {
-                    seq: r.get("seq"),
-                    event_id: r.get("event_id"),
-                    kind: r.get("kind"),
-                    booking_id: r.get("booking_id"),
-                    epoch: r.get("epoch"),
-                    time: r.get("time"),
-                    payload: r.get("payload"),
-                })
-                .collect(),
-        ))
+        Ok(Page::Events(rows.iter().map(event_row).collect()))
     }
 
     /// The last sequence number handed out (0: none yet).
@@ -240,16 +228,28 @@ impl Store {
 
     /// Dead letters, oldest first: all, or only those not replayed yet.
     pub async fn dead_letters(&self, pending_only: bool, limit: i64) -> Result<Vec<DeadLetter>> {
+        self.dead_letters_where(None, pending_only, limit).await
+    }
+
+    /// Dead letters of the show, `only` one id or all, oldest first.
+    async fn dead_letters_where(
+        &self,
+        only: Option<i64>,
+        pending_only: bool,
+        limit: i64,
+    ) -> Result<Vec<DeadLetter>> {
         let sql = format!(
             "SELECT id, sink, seq, event_id, attempts, last_error, \
              to_char(replayed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS replayed, \
              {TIME} AS created FROM event_dead_letters \
-             WHERE show = $1 AND (NOT $2 OR replayed_at IS NULL) ORDER BY id LIMIT $3"
+             WHERE show = $1 AND (NOT $2 OR replayed_at IS NULL) AND ($4::bigint IS NULL OR id = $4) \
+             ORDER BY id LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&self.show)
             .bind(pending_only)
             .bind(limit)
+            .bind(only)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
@@ -267,23 +267,27 @@ impl Store {
             .collect())
     }
 
-    /// One dead letter and its event (None when either is gone).
+    /// One dead letter and its event (None when there is no such dead letter).
+    /// Retention keeps the event of a dead letter not yet replayed.
     pub async fn dead_letter_event(&self, id: i64) -> Result<Option<(DeadLetter, EventRow)>> {
         let Some(letter) = self
-            .dead_letters(false, i64::MAX)
+            .dead_letters_where(Some(id), false, 1)
             .await?
             .into_iter()
-            .find(|d| d.id == id)
+            .next()
         else {
             return Ok(None);
         };
-        let Page::Events(events) = self.events_after(letter.seq - 1, 1).await? else {
-            return Ok(None);
-        };
-        Ok(events
-            .into_iter()
-            .find(|e| e.seq == letter.seq)
-            .map(|e| (letter, e)))
+        let sql = format!(
+            "SELECT seq, event_id, kind, booking_id, epoch, {TIME} AS time, payload \
+             FROM booking_events WHERE show = $1 AND seq = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&self.show)
+            .bind(letter.seq)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (letter, event_row(&r))))
     }
 
     /// Marks a dead letter replayed (fenced).
@@ -335,12 +339,18 @@ impl Store {
             tx.commit().await?;
             return Ok(0);
         };
-        let gone = sqlx::query("DELETE FROM booking_events WHERE show = $1 AND seq <= $2")
-            .bind(&self.show)
-            .bind(through)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        // A dead letter not yet replayed keeps its event (staff may replay it later);
+        // the feed never shows it again, it is behind `pruned`.
+        let gone = sqlx::query(
+            "DELETE FROM booking_events e WHERE e.show = $1 AND e.seq <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM event_dead_letters d \
+                 WHERE d.show = e.show AND d.seq = e.seq AND d.replayed_at IS NULL)",
+        )
+        .bind(&self.show)
+        .bind(through)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         sqlx::query("UPDATE event_sequences SET pruned = GREATEST(pruned, $2) WHERE show = $1")
             .bind(&self.show)
             .bind(through)
@@ -348,5 +358,17 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(gone)
+    }
+}
+
+fn event_row(r: &sqlx::postgres::PgRow) -> EventRow {
+    EventRow {
+        seq: r.get("seq"),
+        event_id: r.get("event_id"),
+        kind: r.get("kind"),
+        booking_id: r.get("booking_id"),
+        epoch: r.get("epoch"),
+        time: r.get("time"),
+        payload: r.get("payload"),
     }
 }

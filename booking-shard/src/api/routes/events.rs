@@ -127,6 +127,7 @@ pub(super) async fn feed(
         (status = 400, description = "`invalid_request`: a bad `Last-Event-ID`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden` (staff only)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such show", body = ErrorBody),
         (status = 410, description = "`cursor_expired`: events after the cursor were pruned", body = ErrorBody),
         (status = 429, description = "`too_many_streams`", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
@@ -217,6 +218,7 @@ pub(super) struct DeadLetterQuery {
         (status = 400, description = "`invalid_request`: a bad `limit`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden` (staff only)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such show", body = ErrorBody),
         (status = 503, description = "`no_leader`, `leader_unreachable`, `database_unavailable`", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
@@ -254,7 +256,7 @@ pub(super) async fn dead_letters(
         (status = 204, description = "The sink acknowledged it"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden` (staff only)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such dead letter (or its event was pruned)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such show or dead letter", body = ErrorBody),
         (status = 503, description = "`sink_unavailable`: the sink refused it again; `no_leader`, `leader_unreachable`", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )

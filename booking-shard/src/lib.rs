@@ -128,6 +128,12 @@ fn relay(config: &Config, show_key: &str) -> anyhow::Result<relay::Relay> {
                 Duration::from_secs(config.events_webhook_timeout),
             )
             .with_context(|| "a webhook URL".to_string())?;
+            // A sink's cursor is kept under its name: two endpoints may not share one.
+            anyhow::ensure!(
+                sinks.iter().all(|s| s.name() != relay::Sink::name(&hook)),
+                "two webhook URLs name the same endpoint ({}); each needs its own host, port or path",
+                relay::Sink::name(&hook)
+            );
             sinks.push(Arc::new(hook));
         }
     }

@@ -5,6 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabel {
@@ -18,7 +19,7 @@ pub struct RelayMetrics {
     pub retries: Family<SinkLabel, Counter>,
     pub dead_letters: Family<SinkLabel, Counter>,
     pub lag_events: Family<SinkLabel, Gauge>,
-    pub lag_ms: Family<SinkLabel, Gauge>,
+    pub lag_seconds: Family<SinkLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl RelayMetrics {
@@ -44,9 +45,9 @@ impl RelayMetrics {
             self.lag_events.clone(),
         );
         registry.register(
-            "event_sink_lag_milliseconds",
+            "event_sink_lag_seconds",
             "Age of the oldest event the sink has not acknowledged (leader only)",
-            self.lag_ms.clone(),
+            self.lag_seconds.clone(),
         );
     }
 }

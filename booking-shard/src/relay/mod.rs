@@ -12,7 +12,7 @@ mod metrics;
 pub mod webhook;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::future::BoxFuture;
@@ -39,7 +39,8 @@ pub trait Sink: Send + Sync {
 /// How the relay retries and keeps events.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long a sink keeps retrying one event before it is dead-lettered.
+    /// How long after its commit an event is still retried; a failure after that
+    /// makes it a dead letter.
     pub retry_window: Duration,
     /// The first retry's delay (doubling, with jitter, up to `max_delay`).
     pub min_delay: Duration,
@@ -48,6 +49,9 @@ pub struct Settings {
     pub poll: Duration,
     /// Events read per round.
     pub batch: i64,
+    /// The longest a sink's cursor lags what it acknowledged (what a new leader may
+    /// deliver again).
+    pub checkpoint: Duration,
     /// Outbox rows every sink acknowledged are pruned once this old.
     pub retention: Duration,
 }
@@ -60,6 +64,7 @@ impl Default for Settings {
             max_delay: Duration::from_secs(60),
             poll: Duration::from_millis(100),
             batch: 200,
+            checkpoint: Duration::from_millis(200),
             retention: Duration::from_secs(7 * 86_400),
         }
     }
@@ -156,15 +161,6 @@ impl Relay {
     ) {
         let name = sink.name().to_string();
         let m = &self.metrics;
-        let idle = |lost: &CancellationToken, d: Duration| {
-            let lost = lost.clone();
-            async move {
-                tokio::select! {
-                    _ = lost.cancelled() => false,
-                    _ = tokio::time::sleep(d) => true,
-                }
-            }
-        };
         let mut cursor = loop {
             match store.cursor(&name).await {
                 Ok(c) => break c,
@@ -201,15 +197,20 @@ impl Relay {
                 }
             };
             if rows.is_empty() {
-                m.lag_ms.get_or_create(&label).set(0);
+                m.lag_seconds.get_or_create(&label).set(0.0);
                 if !idle(&lost, self.settings.poll).await {
                     return;
                 }
                 continue;
             }
+            // Acknowledged up to `acked`; the cursor follows at least every
+            // `checkpoint`, so a new leader redelivers only what was acknowledged since.
             let mut acked = cursor;
+            let mut saved = Instant::now();
             for row in &rows {
-                m.lag_ms.get_or_create(&label).set(lag_ms(&row.time));
+                m.lag_seconds
+                    .get_or_create(&label)
+                    .set(age(&row.time).as_secs_f64());
                 let event = self.envelope(row);
                 match self.deliver(&*sink, &event, &label, &lost).await {
                     Outcome::Delivered => {
@@ -219,7 +220,8 @@ impl Relay {
                     Outcome::Failed { attempts, error } => {
                         // Cursor up to here first, then the dead letter (which moves
                         // the cursor past this event) in its own fenced transaction.
-                        if acked > cursor && !self.advance(&store, epoch, &name, acked).await {
+                        if acked > cursor && !self.advance(&store, epoch, &name, acked, &lost).await
+                        {
                             return;
                         }
                         cursor = acked;
@@ -228,7 +230,9 @@ impl Relay {
                             Ok(()) => {
                                 m.dead_letters.get_or_create(&label).inc();
                                 acked = row.seq;
+                                cursor = row.seq;
                             }
+                            Err(StoreError::Fenced) => return,
                             Err(e) => {
                                 warn!(sink = %name, error = %e, "recording a dead letter failed");
                                 break;
@@ -237,9 +241,16 @@ impl Relay {
                     }
                     Outcome::Stopped => break,
                 }
+                if acked > cursor && saved.elapsed() >= self.settings.checkpoint {
+                    if !self.advance(&store, epoch, &name, acked, &lost).await {
+                        return;
+                    }
+                    cursor = acked;
+                    saved = Instant::now();
+                }
             }
             if acked > cursor {
-                if !self.advance(&store, epoch, &name, acked).await {
+                if !self.advance(&store, epoch, &name, acked, &lost).await {
                     return;
                 }
                 cursor = acked;
@@ -248,21 +259,34 @@ impl Relay {
     }
 
     /// Advances the cursor; false when this leader is fenced or lost (stop relaying).
-    async fn advance(&self, store: &Store, epoch: i64, name: &str, seq: i64) -> bool {
+    async fn advance(
+        &self,
+        store: &Store,
+        epoch: i64,
+        name: &str,
+        seq: i64,
+        lost: &CancellationToken,
+    ) -> bool {
         loop {
             match store.advance_cursor(epoch, name, seq).await {
                 Ok(()) => return true,
                 Err(StoreError::Fenced) => return false,
                 Err(e) => {
                     warn!(sink = %name, error = %e, "advancing the cursor failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // A leader that lost its term stops here: what it delivered since
+                    // the last cursor is delivered again by the next leader.
+                    if !idle(lost, Duration::from_millis(500)).await {
+                        return false;
+                    }
                 }
             }
         }
     }
 
     /// One event to one sink: retried with exponential backoff and jitter until the
-    /// sink acknowledges or the retry window is spent.
+    /// sink acknowledges or the event is older than the retry window (at least one
+    /// attempt). The window counts from the event's commit, so after a long outage
+    /// the backlog is dead-lettered at once rather than one window per event.
     async fn deliver(
         &self,
         sink: &dyn Sink,
@@ -275,8 +299,8 @@ impl Relay {
             .with_min_delay(self.settings.min_delay)
             .with_max_delay(self.settings.max_delay)
             .without_max_times()
-            .with_total_delay(Some(self.settings.retry_window))
             .build();
+        let give_up = Instant::now() + self.settings.retry_window.saturating_sub(age(&event.time));
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -287,13 +311,13 @@ impl Relay {
                     Err(e) => e.0,
                 },
             };
-            let Some(delay) = delays.next() else {
+            let delay = delays.next().unwrap_or(self.settings.max_delay);
+            if Instant::now() + delay > give_up {
                 return Outcome::Failed { attempts, error };
-            };
+            }
             self.metrics.retries.get_or_create(label).inc();
-            tokio::select! {
-                _ = lost.cancelled() => return Outcome::Stopped,
-                _ = tokio::time::sleep(delay) => {}
+            if !idle(lost, delay).await {
+                return Outcome::Stopped;
             }
         }
     }
@@ -331,12 +355,22 @@ enum Outcome {
     Stopped,
 }
 
-fn lag_ms(time: &str) -> i64 {
+/// How long ago `time` (RFC 3339) was; zero when unreadable or in the future.
+fn age(time: &str) -> Duration {
     chrono::DateTime::parse_from_rfc3339(time)
-        .map(|t| {
+        .ok()
+        .and_then(|t| {
             (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-                .num_milliseconds()
-                .max(0)
+                .to_std()
+                .ok()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// Sleeps `d`; false when `lost` fired first.
+async fn idle(lost: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = lost.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
 }

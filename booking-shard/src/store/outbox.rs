@@ -33,6 +33,7 @@ pub enum Page {
 
 /// A dead letter: an event a sink refused for longer than its retry window.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     pub id: i64,
     pub sink: String,

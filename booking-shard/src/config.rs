@@ -180,6 +180,33 @@ pub struct Config {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
+    /// Webhook endpoints the leader relays the show's booking events to
+    /// (comma-separated http/https URLs; each keeps its own cursor).
+    #[arg(long, env = "BOXOFFICE_EVENTS_WEBHOOK_URLS", value_delimiter = ',')]
+    pub events_webhook_urls: Vec<String>,
+
+    /// File holding the webhooks' signing secret (`whsec_<base64>`, Standard Webhooks).
+    #[arg(long, env = "BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE")]
+    pub events_webhook_secret_file: Option<PathBuf>,
+
+    /// Seconds a webhook has to answer one delivery.
+    #[arg(long, env = "BOXOFFICE_EVENTS_WEBHOOK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub events_webhook_timeout: u64,
+
+    /// Seconds a sink keeps retrying one event (exponential backoff with jitter)
+    /// before it becomes a dead letter.
+    #[arg(long, env = "BOXOFFICE_EVENTS_RETRY_WINDOW", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub events_retry_window: u64,
+
+    /// The longest pause between two retries, in milliseconds.
+    #[arg(long, env = "BOXOFFICE_EVENTS_MAX_RETRY_DELAY_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub events_max_retry_delay_ms: u64,
+
+    /// Seconds outbox rows are kept once every sink acknowledged them; the feed
+    /// answers `cursor_expired` for a cursor older than that.
+    #[arg(long, env = "BOXOFFICE_EVENTS_RETENTION", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events_retention: u64,
+
     /// Log format: text or json.
     #[arg(long, env = "BOXOFFICE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

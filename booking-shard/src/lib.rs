@@ -14,6 +14,7 @@ pub mod keys;
 pub mod maintenance;
 pub mod mirror;
 pub mod payments;
+pub mod relay;
 pub mod shard;
 pub mod store;
 
@@ -112,6 +113,41 @@ fn payment_secret(config: &Config, show: &ShowInfo) -> anyhow::Result<Option<Vec
     Ok(secret)
 }
 
+/// The event relay's sinks and settings from the configuration.
+fn relay(config: &Config, show_key: &str) -> anyhow::Result<relay::Relay> {
+    let mut sinks: Vec<Arc<dyn relay::Sink>> = Vec::new();
+    if !config.events_webhook_urls.is_empty() {
+        let path = config.events_webhook_secret_file.as_ref().context(
+            "webhook URLs are set: set --events-webhook-secret-file (BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE)",
+        )?;
+        let secret = relay::webhook::WebhookSecret::parse(&String::from_utf8_lossy(&read(path)?))?;
+        for url in &config.events_webhook_urls {
+            let hook = relay::webhook::Webhook::new(
+                url,
+                secret.clone(),
+                Duration::from_secs(config.events_webhook_timeout),
+            )
+            .with_context(|| "a webhook URL".to_string())?;
+            // A sink's cursor is kept under its name: two endpoints may not share one.
+            anyhow::ensure!(
+                sinks.iter().all(|s| s.name() != relay::Sink::name(&hook)),
+                "two webhook URLs name the same endpoint ({}); each needs its own host, port or path",
+                relay::Sink::name(&hook)
+            );
+            sinks.push(Arc::new(hook));
+        }
+    }
+    let max_delay = Duration::from_millis(config.events_max_retry_delay_ms);
+    let settings = relay::Settings {
+        retry_window: Duration::from_secs(config.events_retry_window),
+        max_delay,
+        min_delay: relay::Settings::default().min_delay.min(max_delay),
+        retention: Duration::from_secs(config.events_retention),
+        ..relay::Settings::default()
+    };
+    Ok(relay::Relay::new(show_key, sinks, settings))
+}
+
 /// Runs the shard until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&config.show)
@@ -126,6 +162,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let (auth, keys) = auth(&config, &show.key())?;
     let payment_secret = payment_secret(&config, &show)?;
+    let relay = Arc::new(relay(&config, &show.key())?);
     let payment_provider = show
         .config
         .spec
@@ -160,6 +197,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let limiter = RateLimiter::new(config.hold_rate, config.hold_burst);
     let shard = Shard::new(show, me, config.lease_ttl, coord, store, limiter);
+    let _ = shard.relay.set(relay);
 
     let shutdown = CancellationToken::new();
     let election = tokio::spawn(shard.clone().run(shutdown.clone()));

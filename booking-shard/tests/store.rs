@@ -1,5 +1,6 @@
 //! The PostgreSQL store against a real server: the group commit of confirms, and what
-//! each confirm of a group is answered when one of them is refused.
+//! each confirm of a group is answered when one of them is refused, and the outbox
+//! rows' gapless sequence numbers.
 
 use booking_shard::engine::{AuditRow, BookingState};
 use booking_shard::store::{GeneralTickets, NewBooking, Store, StoreError};
@@ -75,6 +76,14 @@ async fn transactions(store: &Store) -> i64 {
     number(store, "SELECT count(DISTINCT xmin::text) FROM bookings").await
 }
 
+/// The show's event sequence numbers, in order.
+async fn sequence_numbers(store: &Store) -> Vec<i64> {
+    sqlx::query_scalar("SELECT seq FROM booking_events ORDER BY seq")
+        .fetch_all(store.pool())
+        .await
+        .expect("sequence numbers")
+}
+
 #[tokio::test]
 async fn confirms_queued_together_share_one_transaction() {
     let store = store().await;
@@ -109,6 +118,15 @@ async fn confirms_queued_together_share_one_transaction() {
     assert_eq!(transactions(&store).await, 1, "one group, one transaction");
     let events = number(&store, "SELECT count(*) FROM booking_events").await;
     assert_eq!(events, 22);
+    // Each booking's event in the same transaction, numbered 1..=22 without a gap.
+    let outboxed = number(
+        &store,
+        "SELECT count(*) FROM booking_events e JOIN bookings b \
+         ON e.booking_id = b.id AND e.xmin = b.xmin",
+    )
+    .await;
+    assert_eq!(outboxed, 22);
+    assert_eq!(sequence_numbers(&store).await, (1..=22).collect::<Vec<_>>());
     // Each booking's audit row, in the same transaction as the booking.
     let audited = number(
         &store,
@@ -167,6 +185,9 @@ async fn a_refused_confirm_does_not_take_its_group_down() {
     // The refused ones left no audit row; each booking has exactly one.
     let audited = number(&store, "SELECT count(*) FROM booking_audit").await;
     assert_eq!(audited, 4);
+    // The refused ones gave their event numbers back: the show's events are 1..=4.
+    assert_eq!(sequence_numbers(&store).await, vec![1, 2, 3, 4]);
+    assert_eq!(store.last_seq().await.expect("last"), 4);
 }
 
 #[tokio::test]
@@ -184,4 +205,9 @@ async fn a_deposed_leaders_group_is_fenced_whole() {
     assert_eq!(bookings, 0);
     let audited = number(&store, "SELECT count(*) FROM booking_audit").await;
     assert_eq!(audited, 0, "a fenced write leaves no audit row");
+    assert_eq!(
+        store.last_seq().await.expect("last"),
+        0,
+        "nor an event number"
+    );
 }

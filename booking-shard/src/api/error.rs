@@ -58,6 +58,10 @@ pub enum ErrorCode {
     DatabaseUnavailable,
     StorageFull,
     Overloaded,
+    /// A feed cursor older than the outbox's retention.
+    CursorExpired,
+    /// An event sink refused a replayed event.
+    SinkUnavailable,
     Internal,
 }
 

@@ -140,6 +140,9 @@ impl Metrics {
             "NOSPACE alarms disarmed by this replica",
             e.alarms_disarmed.clone(),
         );
+        if let Some(relay) = shard.relay.get() {
+            relay.metrics.register(&mut registry);
+        }
         let leader = Gauge::default();
         let epoch = Gauge::default();
         let seats = Family::<SeatLabels, Gauge>::default();

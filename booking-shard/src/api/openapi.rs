@@ -33,6 +33,7 @@ use super::{error, routes, schema};
         (name = "show", description = "The show, its seats and counts (no sign-in)"),
         (name = "holds", description = "Holding seats and confirming them"),
         (name = "bookings", description = "Bookings and the door"),
+        (name = "events", description = "The show's booking events for consumers: the feed, the stream, dead letters (staff)"),
     )
 )]
 struct ApiDoc;

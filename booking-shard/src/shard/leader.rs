@@ -78,10 +78,19 @@ impl Shard {
                 self.set_role(Role::Leader(leadership.clone()));
                 info!(epoch, "leading");
                 let expirer = tokio::spawn(self.clone().expire_loop(leadership.clone()));
+                // The relay stops with the leadership (`lost`); every cursor write is
+                // fenced by this epoch besides.
+                let relay =
+                    self.relay.get().cloned().map(|relay| {
+                        tokio::spawn(relay.run(self.store.clone(), epoch, lost.clone()))
+                    });
                 lost.cancelled().await;
                 // Stop serving writes first, then let go of the key.
                 self.set_role(Role::Candidate);
                 expirer.abort();
+                if let Some(relay) = relay {
+                    let _ = relay.await;
+                }
                 info!(epoch, "leadership ended");
             }
             Err(e) => {

@@ -9,6 +9,7 @@
 //! reloads the truth from etcd and PostgreSQL.
 
 mod bookings;
+mod feed;
 mod holds;
 mod info;
 mod leader;
@@ -18,6 +19,7 @@ mod payments;
 pub use crate::engine::{BadInput, HoldRequest, Result, ShardError};
 pub use crate::payments::{Callback, CallbackKind};
 pub use bookings::AuditAs;
+pub use feed::FeedPage;
 pub use info::{HoldStatus, HoldView, PublicSeatEvent, SeatEvent, ShowInfo};
 pub use limiter::RateLimiter;
 
@@ -89,6 +91,8 @@ pub struct Shard {
     /// Set when the show was closed in PostgreSQL (its Show was deleted).
     closed: std::sync::atomic::AtomicBool,
     seat_map: Mutex<Option<CachedMap>>,
+    /// Where the show's events go; the leader runs it ([`crate::relay`]).
+    pub relay: std::sync::OnceLock<Arc<crate::relay::Relay>>,
 }
 
 /// The serialized seat map, shared by readers until the seats change (and at least
@@ -134,6 +138,7 @@ impl Shard {
             limiter,
             closed: std::sync::atomic::AtomicBool::new(false),
             seat_map: Mutex::new(None),
+            relay: std::sync::OnceLock::new(),
         })
     }
 

@@ -202,13 +202,11 @@ impl Store {
                  FROM (SELECT y.a, sum(y.q)::bigint AS q FROM unnest($5::text[], $6::int[]) AS y(a, q) \
                        GROUP BY y.a) d \
                  WHERE g.show = $1 AND g.area = d.a RETURNING g.area), \
-             events AS (INSERT INTO booking_events (show, booking_id, kind, payload, epoch) \
-                 SELECT $1, x.b, 'confirmed', x.p, $7 FROM unnest($8::text[], $9::jsonb[]) AS x(b, p)), \
              audit AS (INSERT INTO booking_audit \
                  (show, hold_id, actor, role, from_state, to_state, action, reason, epoch) \
                  SELECT $1, x.h, x.a, x.r, x.f, x.t, x.c, x.w, $7 \
-                 FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
-                             $15::text[], $16::text[]) AS x(h, a, r, f, t, c, w)) \
+                 FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+                             $13::text[], $14::text[]) AS x(h, a, r, f, t, c, w)) \
              SELECT count(*) FROM areas",
         )
         .bind(&self.show)
@@ -218,8 +216,6 @@ impl Store {
         .bind(&areas)
         .bind(&quantities)
         .bind(epoch)
-        .bind(&event_bookings)
-        .bind(&payloads)
         .bind(&audit[0])
         .bind(&audit[1])
         .bind(&audit[2])
@@ -239,6 +235,11 @@ impl Store {
             Err(e) if is_check_violation(&e) => return Err(GroupError::OneByOne),
             Err(e) => return Err(e.into()),
         }
+        // Numbered last, once the seats are in: the counter row's lock is held only
+        // from here to the commit, and never while waiting on a seat.
+        self.append_events(&mut tx, "confirmed", &event_bookings, &payloads, epoch)
+            .await
+            .map_err(GroupError::Failed)?;
         tx.commit().await?;
         Ok(bookings)
     }
@@ -349,21 +350,17 @@ impl Store {
             }
         }
         // The seats (the partial unique index refuses a seat confirmed twice) and the
-        // outbox event, in one statement.
-        let payload = serde_json::to_value(&booking).unwrap_or_default();
+        // audit row in one statement; then the numbered outbox event.
         let result = sqlx::query(
             "WITH seats AS (INSERT INTO booking_seats (booking_id, show, seat, status) \
-                 SELECT $1, $2, unnest($3::text[]), 'confirmed'), \
-             audit AS (INSERT INTO booking_audit \
+                 SELECT $1, $2, unnest($3::text[]), 'confirmed') \
+             INSERT INTO booking_audit \
                  (show, hold_id, actor, role, from_state, to_state, action, reason, epoch) \
-                 VALUES ($2, $6, $7, $8, $9, $10, $11, $12, $5)) \
-             INSERT INTO booking_events (show, booking_id, kind, payload, epoch) \
-             VALUES ($2, $1, 'confirmed', $4, $5)",
+                 VALUES ($2, $5, $6, $7, $8, $9, $10, $11, $4)",
         )
         .bind(&id)
         .bind(&self.show)
         .bind(&new.seats)
-        .bind(payload)
         .bind(epoch)
         .bind(&new.hold_id)
         .bind(&new.audit.actor)
@@ -381,6 +378,7 @@ impl Store {
             }
             return Err(e.into());
         }
+        self.event(&mut tx, &booking, "confirmed", epoch).await?;
         tx.commit().await?;
         Ok((booking, true))
     }

@@ -28,6 +28,7 @@ use confirm::{ConfirmJob, confirm_group_commit};
 
 pub use crate::engine::{Booking, GeneralTickets, NewBooking, Sold};
 pub use bookings::Who;
+pub use outbox::{DeadLetter, EventRow, Page};
 pub use payments::{EventAnswer, HistoryEntry};
 
 /// Why a store operation failed.
@@ -120,6 +121,10 @@ impl Store {
             .await
             .map_err(|e| StoreError::Db(e.into()))?;
         sqlx::query("INSERT INTO shows (show) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(show)
+            .execute(&pool)
+            .await?;
+        sqlx::query("INSERT INTO event_sequences (show) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(show)
             .execute(&pool)
             .await?;

@@ -3,6 +3,7 @@
 //! cannot exist undocumented or be documented without existing.
 
 mod bookings;
+mod events;
 mod holds;
 mod payments;
 mod show;
@@ -39,6 +40,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::checkout))
         .routes(routes!(payments::callback))
         .routes(routes!(payments::history))
+        .routes(routes!(events::feed))
+        .routes(routes!(events::stream))
+        .routes(routes!(events::dead_letters))
+        .routes(routes!(events::replay))
 }
 
 /// Every route is under `/v1/shows/{show}`; a shard serves one show, so any other name

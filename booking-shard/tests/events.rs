@@ -20,8 +20,8 @@ use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use boxoffice_e2e::{token, wait_for};
+use common::sse::SseReader;
 use common::{Cluster, show_yaml};
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use reqwest::StatusCode;
@@ -320,23 +320,9 @@ async fn last_seq(cluster: &Cluster) -> i64 {
 
 /// A labelled series from a replica's `/metrics` (0 when absent).
 async fn metric(cluster: &Cluster, replica: usize, series: &str) -> f64 {
-    let text = cluster
-        .http
-        .get(format!("{}/metrics", cluster.replicas[replica].metrics_url))
-        .send()
+    cluster.replicas[replica]
+        .metric(&cluster.http, series)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
         .unwrap_or(0.0)
 }
 
@@ -596,10 +582,15 @@ async fn wait_accepted(receiver: &Receiver, n: usize, within: Duration, what: &s
     });
 }
 
-async fn staff_get(cluster: &Cluster, replica: usize, path: &str) -> (StatusCode, Value) {
+async fn staff_request(
+    cluster: &Cluster,
+    method: reqwest::Method,
+    replica: usize,
+    path: &str,
+) -> (StatusCode, Value) {
     let resp = cluster
         .http
-        .get(format!("{}{path}", cluster.base(replica)))
+        .request(method, format!("{}{path}", cluster.base(replica)))
         .bearer_auth(staff())
         .send()
         .await
@@ -608,16 +599,12 @@ async fn staff_get(cluster: &Cluster, replica: usize, path: &str) -> (StatusCode
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+async fn staff_get(cluster: &Cluster, replica: usize, path: &str) -> (StatusCode, Value) {
+    staff_request(cluster, reqwest::Method::GET, replica, path).await
+}
+
 async fn staff_post(cluster: &Cluster, replica: usize, path: &str) -> (StatusCode, Value) {
-    let resp = cluster
-        .http
-        .post(format!("{}{path}", cluster.base(replica)))
-        .bearer_auth(staff())
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    staff_request(cluster, reqwest::Method::POST, replica, path).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -794,51 +781,25 @@ async fn a_failing_endpoint_gets_its_events_later_and_dead_letters_are_replayed(
     }
 }
 
-/// Reads Server-Sent Events from the staff event stream.
-struct Stream {
-    body: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-    buffer: String,
-}
+/// The staff event stream of a replica: events numbered by their sequence.
+struct Stream(SseReader);
 
 impl Stream {
     async fn open(cluster: &Cluster, replica: usize, last_event_id: Option<&str>) -> Stream {
-        let mut req = cluster
+        let request = cluster
             .http
             .get(format!("{}/events/stream", cluster.base(replica)))
             .bearer_auth(staff());
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id);
-        }
-        let resp = req.send().await.expect("stream");
-        assert_eq!(resp.status(), StatusCode::OK);
-        Stream {
-            body: resp.bytes_stream().boxed(),
-            buffer: String::new(),
-        }
+        Stream(SseReader::open(request, last_event_id).await)
     }
 
-    /// The next event's id and data (comments skipped); panics after 10 s.
+    /// The next event's sequence and data (frames without an id skipped).
     async fn next(&mut self) -> (i64, Value) {
         loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let frame: String = self.buffer.drain(..end + 2).collect();
-                let (mut id, mut data) = (None, String::new());
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse::<i64>().ok();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim());
-                    }
-                }
-                let Some(id) = id else { continue };
-                return (id, serde_json::from_str(&data).unwrap_or(Value::Null));
+            let ev = self.0.next().await;
+            if let Some(id) = ev.id.and_then(|id| id.parse::<i64>().ok()) {
+                return (id, ev.data);
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.body.next())
-                .await
-                .expect("an event within 10 s")
-                .expect("the stream goes on")
-                .expect("a chunk");
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
 }

@@ -5,75 +5,15 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::sse::SseReader;
 use common::{Cluster, show_yaml};
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// One Server-Sent Event.
-#[derive(Debug, Clone)]
-struct Sse {
-    event: String,
-    id: Option<String>,
-    data: Value,
-}
-
-/// Reads Server-Sent Events from a response.
-struct Reader {
-    body: futures::stream::BoxStream<'static, reqwest::Result<axum::body::Bytes>>,
-    buffer: String,
-}
-
-impl Reader {
-    async fn open(cluster: &Cluster, last_event_id: Option<&str>) -> Reader {
-        let mut req = cluster.http.get(format!("{}/events", cluster.base(0)));
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id);
-        }
-        let resp = req.send().await.expect("events");
-        assert_eq!(resp.status(), StatusCode::OK);
-        Reader {
-            body: resp.bytes_stream().boxed(),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event (keep-alive comments skipped); panics after 10 s.
-    async fn next(&mut self) -> Sse {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let frame: String = self.buffer.drain(..end + 2).collect();
-                let mut ev = Sse {
-                    event: "message".into(),
-                    id: None,
-                    data: Value::Null,
-                };
-                let mut data = String::new();
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        ev.event = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("id:") {
-                        ev.id = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim());
-                    }
-                }
-                if data.is_empty() && ev.id.is_none() {
-                    continue;
-                }
-                ev.data = serde_json::from_str(&data).unwrap_or(Value::Null);
-                return ev;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.body.next())
-                .await
-                .expect("an event within 10 s")
-                .expect("the stream goes on")
-                .expect("a chunk");
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
+/// The public stream of replica 0.
+async fn open(cluster: &Cluster, last_event_id: Option<&str>) -> SseReader {
+    let request = cluster.http.get(format!("{}/events", cluster.base(0)));
+    SseReader::open(request, last_event_id).await
 }
 
 async fn hold(cluster: &Cluster, user: &str, seats: &[&str]) -> String {
@@ -116,7 +56,7 @@ async fn the_stream_resumes_from_last_event_id_or_resets_with_a_snapshot() {
     let first_hold = hold(&cluster, "ann", &["main:A:1", "main:A:2"]).await;
 
     // The snapshot: every seat's state, numbered, and the same as GET /seats.
-    let mut stream = Reader::open(&cluster, None).await;
+    let mut stream = open(&cluster, None).await;
     let snapshot = stream.next().await;
     assert_eq!(snapshot.event, "snapshot", "{snapshot:?}");
     let snapshot_id = snapshot.id.clone().expect("the snapshot has an id");
@@ -153,7 +93,7 @@ async fn the_stream_resumes_from_last_event_id_or_resets_with_a_snapshot() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     // Resuming from the last id seen: exactly the missed changes, in order, then live.
-    let mut resumed = Reader::open(&cluster, Some(&seen_id)).await;
+    let mut resumed = open(&cluster, Some(&seen_id)).await;
     let a = resumed.next().await;
     let b = resumed.next().await;
     assert_eq!(
@@ -187,7 +127,7 @@ async fn the_stream_resumes_from_last_event_id_or_resets_with_a_snapshot() {
         format!("{epoch}.999999"),
         "junk".to_string(),
     ] {
-        let mut again = Reader::open(&cluster, Some(&stale)).await;
+        let mut again = open(&cluster, Some(&stale)).await;
         let first = again.next().await;
         assert_eq!(first.event, "reset", "after {stale}: {first:?}");
         let map = &first.data["seatMap"];

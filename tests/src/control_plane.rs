@@ -356,29 +356,57 @@ impl ControlPlane {
     /// Established.
     pub async fn install_show_crd(&self) -> Result<()> {
         let manifests = crate::tools::repo_root().join("crds/manifests");
-        let manifests = manifests.display().to_string();
-        let (ok, _, err) = self.kubectl_run(&["apply", "--server-side", "-f", &manifests])?;
-        anyhow::ensure!(ok, "kubectl apply of the CRD failed: {err}");
-        let client = self.client().await?;
-        let crds: Api<CustomResourceDefinition> = Api::all(client);
-        wait_for(
-            "the Show CRD to be Established",
-            Duration::from_secs(30),
-            || {
-                let crds = crds.clone();
-                async move {
-                    let crd = crds.get("shows.boxoffice.dev").await?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok(established.then_some(()))
-                }
-            },
+        self.install_crds(&manifests, &["shows.boxoffice.dev"])
+            .await
+    }
+
+    /// Applies the CRD manifests at `path` (a file or directory) server-side and waits
+    /// until each CRD of `names` is Established.
+    pub async fn install_crds(&self, path: &Path, names: &[&str]) -> Result<()> {
+        let path = path.display().to_string();
+        let (ok, _, err) = self.kubectl_run(&["apply", "--server-side", "-f", &path])?;
+        anyhow::ensure!(ok, "kubectl apply of {path} failed: {err}");
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client().await?);
+        for name in names {
+            wait_for(
+                &format!("the CRD {name} to be Established"),
+                Duration::from_secs(30),
+                || {
+                    let crds = crds.clone();
+                    async move {
+                        let crd = crds.get(name).await?;
+                        let established = crd
+                            .status
+                            .and_then(|s| s.conditions)
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True");
+                        Ok(established.then_some(()))
+                    }
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs helm against this control plane from the repository root: success, and
+    /// stdout followed by stderr.
+    pub fn helm(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(tool("helm").expect("helm"))
+            .args(args)
+            .arg(format!("--kubeconfig={}", self.kubeconfig_path().display()))
+            .current_dir(crate::tools::repo_root())
+            .output()
+            .expect("helm runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
-        .await
     }
 
     /// The tails of the component logs, for failure messages.

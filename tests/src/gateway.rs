@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::PostParams;
 
@@ -39,32 +38,10 @@ pub fn gateway_api_crds() -> Result<PathBuf> {
 /// Applies the Gateway API CRDs and waits until HTTPRoute, Gateway and GatewayClass are
 /// Established.
 pub async fn install_gateway_api(plane: &ControlPlane) -> Result<()> {
-    let dir = gateway_api_crds()?.display().to_string();
-    let (ok, _, err) = plane.kubectl_run(&["apply", "--server-side", "-f", &dir])?;
-    anyhow::ensure!(ok, "kubectl apply of the Gateway API CRDs failed: {err}");
-    let crds: Api<CustomResourceDefinition> = Api::all(plane.client().await?);
-    for name in ["httproutes", "gateways", "gatewayclasses"] {
-        let full = format!("{name}.gateway.networking.k8s.io");
-        wait_for(
-            &format!("{full} Established"),
-            Duration::from_secs(30),
-            || {
-                let (crds, full) = (crds.clone(), full.clone());
-                async move {
-                    let crd = crds.get(&full).await?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok(established.then_some(()))
-                }
-            },
-        )
-        .await?;
-    }
-    Ok(())
+    let names = ["httproutes", "gateways", "gatewayclasses"]
+        .map(|n| format!("{n}.gateway.networking.k8s.io"));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    plane.install_crds(&gateway_api_crds()?, &names).await
 }
 
 /// Creates the GatewayClass and a Gateway `public` in [`GATEWAY_NAMESPACE`] whose one

@@ -6,14 +6,13 @@
 //! booking lost.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use boxoffice_crds::Show;
 use boxoffice_e2e::pods::{Images, PodRunner, resolve_service};
 use boxoffice_e2e::shard::{TEST_JWT_SECRET, confirm_until_answered, shard_binary, strings};
-use boxoffice_e2e::tools::{repo_root, tool};
+use boxoffice_e2e::tools::repo_root;
 use boxoffice_e2e::{ControlPlane, EtcdOptions, EtcdServer, PostgresServer, token, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -27,26 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 const SYSTEM: &str = "boxoffice-system";
 const SHOWS: &str = "shows";
-
-fn helm(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
-    let out = Command::new(tool("helm").expect("helm"))
-        .args(args)
-        .arg(format!(
-            "--kubeconfig={}",
-            plane.kubeconfig_path().display()
-        ))
-        .current_dir(repo_root())
-        .output()
-        .expect("helm runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 fn operator_binary() -> std::path::PathBuf {
     let path = shard_binary()
@@ -265,7 +244,7 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
         "--timeout",
         "3m",
     ];
-    let (ok, out) = helm(&plane, &install);
+    let (ok, out) = plane.helm(&install);
     assert!(ok, "{}", fail(&format!("helm install: {out}")));
     let operator_pods = Api::<Pod>::namespaced(client.clone(), SYSTEM)
         .list(&ListParams::default().labels("app.kubernetes.io/name=boxoffice-operator"))
@@ -284,10 +263,7 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
     );
 
     // helm test: the test pod reaches the operator through its Service.
-    let (ok, out) = helm(
-        &plane,
-        &["test", "boxoffice", "-n", SYSTEM, "--timeout", "2m"],
-    );
+    let (ok, out) = plane.helm(&["test", "boxoffice", "-n", SYSTEM, "--timeout", "2m"]);
     assert!(ok, "{}", fail(&format!("helm test: {out}")));
     assert!(out.contains("Succeeded"), "helm test: {out}");
 
@@ -492,22 +468,19 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
     );
 
     // helm upgrade with a changed value rolls the operator.
-    let (ok, out) = helm(
-        &plane,
-        &[
-            "upgrade",
-            "boxoffice",
-            "charts/boxoffice",
-            "-n",
-            SYSTEM,
-            "--reuse-values",
-            "--set",
-            "statusIntervalSeconds=3",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    );
+    let (ok, out) = plane.helm(&[
+        "upgrade",
+        "boxoffice",
+        "charts/boxoffice",
+        "-n",
+        SYSTEM,
+        "--reuse-values",
+        "--set",
+        "statusIntervalSeconds=3",
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
     assert!(ok, "{}", fail(&format!("helm upgrade: {out}")));
     let c = client.clone();
     let old = operator_pod.clone();
@@ -525,7 +498,7 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
     .unwrap_or_else(|e| panic!("{}", fail(&format!("{e:#}"))));
 
     // helm uninstall leaves the CRD, the Shows and the bookings.
-    let (ok, out) = helm(&plane, &["uninstall", "boxoffice", "-n", SYSTEM, "--wait"]);
+    let (ok, out) = plane.helm(&["uninstall", "boxoffice", "-n", SYSTEM, "--wait"]);
     assert!(ok, "helm uninstall: {out}");
     let crd = Api::<CustomResourceDefinition>::all(client.clone())
         .get_opt("shows.boxoffice.dev")

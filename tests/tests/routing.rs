@@ -16,7 +16,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use boxoffice_crds::Show;
@@ -25,7 +24,7 @@ use boxoffice_e2e::gateway::{
 };
 use boxoffice_e2e::pods::{Images, PodRunner};
 use boxoffice_e2e::shard::{TEST_JWT_SECRET, shard_binary};
-use boxoffice_e2e::tools::{repo_root, tool};
+use boxoffice_e2e::tools::repo_root;
 use boxoffice_e2e::{ControlPlane, EtcdOptions, EtcdServer, PostgresServer, token, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -91,26 +90,6 @@ struct Cluster {
     runner: PodRunner,
     traefik: Traefik,
     _etcd: EtcdServer,
-}
-
-fn helm(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
-    let out = Command::new(tool("helm").expect("helm"))
-        .args(args)
-        .arg(format!(
-            "--kubeconfig={}",
-            plane.kubeconfig_path().display()
-        ))
-        .current_dir(repo_root())
-        .output()
-        .expect("helm runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 impl Cluster {
@@ -196,21 +175,18 @@ routing:
         )
         .unwrap();
         let values = values.display().to_string();
-        let (ok, out) = helm(
-            &plane,
-            &[
-                "install",
-                "boxoffice",
-                "charts/boxoffice",
-                "-n",
-                SYSTEM,
-                "-f",
-                &values,
-                "--wait",
-                "--timeout",
-                "3m",
-            ],
-        );
+        let (ok, out) = plane.helm(&[
+            "install",
+            "boxoffice",
+            "charts/boxoffice",
+            "-n",
+            SYSTEM,
+            "-f",
+            &values,
+            "--wait",
+            "--timeout",
+            "3m",
+        ]);
         let cluster = Self {
             plane,
             client,

@@ -1,6 +1,8 @@
 //! A shard cluster for tests: real etcd, a fresh PostgreSQL database, N replicas.
 #![allow(dead_code)]
 
+pub mod sse;
+
 use std::time::Duration;
 
 use boxoffice_e2e::{

@@ -3,10 +3,12 @@
 #
 #   bin=$(scripts/tools.sh)        # etcd, kube-apiserver, kube-controller-manager,
 #                                  # kube-scheduler, helm, st (schemathesis),
-#                                  # openapi-python-client; chromium and chromedriver
+#                                  # openapi-python-client, kafka-libs (the Kafka
+#                                  # broker's jars); chromium and chromedriver
 #                                  # (Debian packages) for the browser test
 #   bin=$(scripts/tools.sh etcd)   # etcd only (what scripts/demo.sh needs)
 #   bin=$(scripts/tools.sh traefik)  # Traefik and the Gateway API CRDs only
+#   bin=$(scripts/tools.sh kafka)  # the Kafka broker's jars only (scripts/bench.sh)
 #
 # `all` also builds Traefik (the gateway of the routing tests, from its Go module plus
 # the pinned patch in scripts/tools/traefik/) and copies the Gateway API CRDs (standard
@@ -27,13 +29,15 @@ HELM_VERSION=v3.19.5
 SCHEMATHESIS_VERSION=4.32.5
 OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
 TRAEFIK_VERSION=v3.7.13
+KAFKA_VERSION=4.4.0
 
 only=${1:-all}
 case "$only" in
   all) tools=(kube-apiserver kube-controller-manager kube-scheduler etcd helm traefik) ;;
   etcd) tools=(etcd) ;;
   traefik) tools=(traefik) ;;
-  *) echo "usage: scripts/tools.sh [etcd|traefik]" >&2; exit 2 ;;
+  kafka) tools=() ;;
+  *) echo "usage: scripts/tools.sh [etcd|traefik|kafka]" >&2; exit 2 ;;
 esac
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -64,6 +68,11 @@ command -v wget >/dev/null 2>&1 || missing+=(wget)
 # jq: the README's API examples (run by `scripts/demo.sh --check`) read answers with it.
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 # The seat-map page's browser test drives Debian's Chromium through chromedriver.
+if [ "$only" = all ] || [ "$only" = kafka ]; then
+  # The event tests' Kafka broker runs on Java; Maven fetches its jars.
+  command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+fi
 if [ "$only" = all ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
@@ -207,7 +216,26 @@ for name in "${tools[@]}"; do
   [ "$got" = "$(want_version "$name")" ] || fail "$name reports version $got, expected $(want_version "$name")"
 done
 
-if [ "$only" != etcd ]; then
+# Apache Kafka for the event tests' broker (KRaft, one node): the broker artifact and
+# its runtime dependencies from Maven Central, copied by Maven (scripts/tools/kafka/
+# pom.xml) into the cache and linked as kafka-libs; the harness runs them with java.
+kafka_libs() {
+  kafka="$cache/kafka-$KAFKA_VERSION"
+  if [ ! -f "$kafka/libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+    echo "tools.sh: fetching the Kafka $KAFKA_VERSION broker's jars (first run only)" >&2
+    rm -rf "$kafka.tmp"
+    mvn -q -B -f "$here/tools/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$kafka.tmp/libs" \
+      >>"$log" 2>&1 || fail "mvn dependency:copy-dependencies for kafka_2.13 $KAFKA_VERSION failed"
+    rm -rf "$kafka"
+    mv "$kafka.tmp" "$kafka"
+  fi
+  ln -sfn "$kafka/libs" "$bin/kafka-libs"
+}
+
+if [ "$only" = kafka ]; then
+  kafka_libs
+elif [ "$only" != etcd ]; then
   gateway_api_crds
 fi
 if [ "$only" != all ]; then
@@ -240,5 +268,8 @@ if [ ! -x "$venv/bin/openapi-python-client" ] || ! "$venv/bin/openapi-python-cli
     fail "pip install openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION failed"
 fi
 ln -sf "$venv/bin/openapi-python-client" "$bin/openapi-python-client"
+
+kafka_libs
+
 
 echo "$bin"

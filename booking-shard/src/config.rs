@@ -193,6 +193,24 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_EVENTS_WEBHOOK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub events_webhook_timeout: u64,
 
+    /// Kafka brokers (comma-separated host:port) the leader relays the show's booking
+    /// events to; unset: no Kafka sink.
+    #[arg(long, env = "BOXOFFICE_EVENTS_KAFKA_BROKERS")]
+    pub events_kafka_brokers: Option<String>,
+
+    /// The Kafka topic of booking events (records keyed by the show).
+    #[arg(
+        long,
+        env = "BOXOFFICE_EVENTS_KAFKA_TOPIC",
+        default_value = "boxoffice.bookings"
+    )]
+    pub events_kafka_topic: String,
+
+    /// Seconds Kafka has to acknowledge one event (the producer's own retries
+    /// included) before the relay backs off and tries again.
+    #[arg(long, env = "BOXOFFICE_EVENTS_KAFKA_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub events_kafka_timeout: u64,
+
     /// Seconds a sink keeps retrying one event (exponential backoff with jitter)
     /// before it becomes a dead letter.
     #[arg(long, env = "BOXOFFICE_EVENTS_RETRY_WINDOW", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]

@@ -113,6 +113,30 @@ fn payment_secret(config: &Config, show: &ShowInfo) -> anyhow::Result<Option<Vec
     Ok(secret)
 }
 
+#[cfg(feature = "kafka")]
+fn kafka_sink(
+    config: &Config,
+    brokers: &str,
+    show_key: &str,
+) -> anyhow::Result<Arc<dyn relay::Sink>> {
+    let kafka = relay::kafka::KafkaSink::new(
+        brokers,
+        &config.events_kafka_topic,
+        show_key,
+        &format!("boxoffice-{}", config.pod()),
+        Duration::from_secs(config.events_kafka_timeout),
+    )
+    .context("the Kafka event sink")?;
+    Ok(Arc::new(kafka))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_sink(_: &Config, _: &str, _: &str) -> anyhow::Result<Arc<dyn relay::Sink>> {
+    anyhow::bail!(
+        "BOXOFFICE_EVENTS_KAFKA_BROKERS is set but this booking-shard was built without the `kafka` feature (cargo build --features kafka)"
+    )
+}
+
 /// The event relay's sinks and settings from the configuration.
 fn relay(config: &Config, show_key: &str) -> anyhow::Result<relay::Relay> {
     let mut sinks: Vec<Arc<dyn relay::Sink>> = Vec::new();
@@ -136,6 +160,9 @@ fn relay(config: &Config, show_key: &str) -> anyhow::Result<relay::Relay> {
             );
             sinks.push(Arc::new(hook));
         }
+    }
+    if let Some(brokers) = config.events_kafka_brokers.as_deref() {
+        sinks.push(kafka_sink(config, brokers, show_key)?);
     }
     let max_delay = Duration::from_millis(config.events_max_retry_delay_ms);
     let settings = relay::Settings {

@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use boxoffice_e2e::{token, wait_for};
+use boxoffice_e2e::{KafkaServer, TopicReader, token, wait_for};
 use common::sse::SseReader;
 use common::{Cluster, show_yaml};
 use hmac::{Hmac, Mac};
@@ -350,16 +350,35 @@ async fn cluster_with_webhooks(
     cluster
 }
 
+/// The topic of the Kafka sink in the tests: several partitions, one per show used.
+const TOPIC: &str = "tests.bookings";
+const PARTITIONS: i32 = 3;
+/// Bookings the fault test makes at least.
+const BOOKINGS: usize = 1_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_booking_reaches_a_verifying_receiver_across_two_kill_9s() {
+async fn every_acknowledged_booking_reaches_the_receiver_and_kafka_through_kills_a_broker_restart_and_an_outage()
+ {
     // The receiver needs the key before the shards start: make it first.
     let key = new_key();
     let receiver = Receiver::start(&key).await;
+    let mut kafka = KafkaServer::start().await.expect("kafka");
+    kafka
+        .create_topic(TOPIC, PARTITIONS)
+        .await
+        .expect("the topic");
+    let topic = TopicReader::start(&kafka.bootstrap(), TOPIC, PARTITIONS).expect("a consumer");
+    let bootstrap = kafka.bootstrap();
     let mut cluster = cluster_with_webhooks(
-        &show_yaml("relayed", 20, 50, None, 4, Some(10_000)),
+        &show_yaml("relayed", 26, 60, None, 4, Some(10_000)),
         3,
         &[&receiver],
-        &[],
+        &[
+            ("BOXOFFICE_EVENTS_KAFKA_BROKERS", bootstrap.as_str()),
+            ("BOXOFFICE_EVENTS_KAFKA_TOPIC", TOPIC),
+            ("BOXOFFICE_EVENTS_KAFKA_TIMEOUT", "5"),
+            ("BOXOFFICE_EVENTS_MAX_RETRY_DELAY_MS", "1000"),
+        ],
         &key,
     )
     .await;
@@ -394,7 +413,8 @@ async fn every_acknowledged_booking_reaches_a_verifying_receiver_across_two_kill
 
     // Twice, mid-stream (events arriving), the leader dies; each time note the
     // cursor it left and what it had delivered, read before another replica can lead
-    // (the lease outlives the kill by 2 s).
+    // (the lease outlives the kill by 2 s). Between the two, the broker dies and comes
+    // back, and the receiver is down for a while.
     let mut kills = Vec::new();
     for round in 1..=2 {
         let leader = cluster.leader().await;
@@ -428,14 +448,38 @@ async fn every_acknowledged_booking_reaches_a_verifying_receiver_across_two_kill
         }
         println!("events: kill {round}: cursor {cursor}, {delivered} delivered");
         kills.push((cursor, delivered));
+        if round == 1 {
+            let records = topic.records().len();
+            wait_for("records in the topic", Duration::from_secs(60), || async {
+                Ok((topic.records().len() > records + 20).then_some(()))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}\n{}", cluster.logs(), kafka.log_tail(3000)));
+            kafka.kill();
+            receiver.fail(true);
+            let at_kill = last_seq(&cluster).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            kafka.restart().await.expect("the broker restarts");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            receiver.fail(false);
+            let restarted = last_seq(&cluster).await;
+            assert!(
+                restarted > at_kill,
+                "bookings (and their events) go on while the broker and the receiver are away: {at_kill} then {restarted}"
+            );
+            println!("events: broker and receiver away from event {at_kill} to {restarted}");
+        }
     }
     let survivor = cluster.leader().await;
-    // Bookings go on under the last leader for a while.
+    // Bookings go on under the last leader, up to the count.
     let after_kills = acked.lock().expect("lock").len();
     wait_for(
         "bookings under the last leader",
-        Duration::from_secs(30),
-        || async { Ok((acked.lock().expect("lock").len() >= after_kills + 60).then_some(())) },
+        Duration::from_secs(120),
+        || async {
+            let n = acked.lock().expect("lock").len();
+            Ok((n >= after_kills + 60 && n >= BOOKINGS).then_some(()))
+        },
     )
     .await
     .expect("bookings go on after the kills");
@@ -460,10 +504,16 @@ async fn every_acknowledged_booking_reaches_a_verifying_receiver_across_two_kill
     .await
     .expect("all events delivered");
 
-    // Every delivery verifies with the shared secret, each within the tolerance.
+    // Every delivery verifies with the shared secret, each within the tolerance; the
+    // only refusals are the outage's 500s.
     let all = receiver.deliveries();
+    let refused = all.iter().filter(|d| d.status == 500).count();
+    assert!(refused > 0, "the outage refused deliveries");
     for d in &all {
-        assert_eq!(d.status, 204, "the receiver refused a delivery: {d:?}");
+        assert!(
+            d.status == 204 || d.status == 500,
+            "the receiver refused a delivery: {d:?}"
+        );
         verify(&key, d, d.received).unwrap_or_else(|e| panic!("{e}: {d:?}"));
     }
     // Negative controls: another secret, a changed body, a changed id, a timestamp
@@ -564,6 +614,69 @@ async fn every_acknowledged_booking_reaches_a_verifying_receiver_across_two_kill
         "events: {} delivered, {} duplicates after the kills",
         kept.len(),
         again.len()
+    );
+
+    // Kafka: every event in the topic, the show's on one partition under its key, in
+    // sequence order once copies are dropped by id; every acknowledged booking's
+    // confirmed event among them.
+    wait_for(
+        "every event in the topic",
+        Duration::from_secs(60),
+        || async { Ok((topic.deduplicated().len() as i64 >= last).then_some(())) },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#}: {} of {last} events in the topic\n{}",
+            topic.deduplicated().len(),
+            cluster.logs()
+        )
+    });
+    let records = topic.records();
+    let kept = topic.deduplicated();
+    assert!(
+        records.iter().all(|r| r.key == "tests/relayed"),
+        "one key, the show"
+    );
+    let partitions: HashSet<i32> = records.iter().map(|r| r.partition).collect();
+    assert_eq!(
+        partitions.len(),
+        1,
+        "the show's events on one partition: {partitions:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.content_type == "application/cloudevents+json")
+    );
+    let seqs: Vec<i64> = kept
+        .iter()
+        .map(|r| r.event["sequence"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=last).collect::<Vec<_>>(),
+        "the show's events in the topic"
+    );
+    let in_topic: HashSet<String> = kept
+        .iter()
+        .filter(|r| r.event["type"] == "dev.boxoffice.booking.confirmed.v1")
+        .filter_map(|r| r.event["data"]["reference"].as_str().map(String::from))
+        .collect();
+    let missing: Vec<_> = acked.difference(&in_topic).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged bookings not in the topic: {missing:?}"
+    );
+    assert_eq!(
+        in_topic.len() as i64,
+        stored,
+        "one confirmed record per booking"
+    );
+    println!(
+        "kafka: {} records, {} after dropping copies",
+        records.len(),
+        kept.len()
     );
 }
 

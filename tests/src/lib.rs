@@ -5,6 +5,7 @@ pub mod campaign;
 pub mod control_plane;
 pub mod etcd;
 pub mod gateway;
+pub mod kafka;
 pub mod pods;
 pub mod postgres;
 pub mod process;
@@ -15,6 +16,7 @@ pub mod tools;
 
 pub use control_plane::ControlPlane;
 pub use etcd::{EtcdOptions, EtcdSecurity, EtcdServer, EtcdTls, EtcdUser};
+pub use kafka::{KafkaServer, TopicReader};
 pub use postgres::PostgresServer;
 pub use process::{Process, free_port, wait_for, wait_while_running};
 pub use shard::{ShardOptions, ShardProcess, token};

@@ -8,6 +8,8 @@
 //! for any.
 
 mod event;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod metrics;
 pub mod webhook;
 
@@ -29,11 +31,39 @@ use crate::store::{EventRow, Page, Store, StoreError};
 #[error("{0}")]
 pub struct DeliveryError(pub String);
 
-/// Where events go: one job, deliver one event and say whether it was acknowledged.
+/// Where events go: one job, deliver events and say which were acknowledged.
 pub trait Sink: Send + Sync {
     /// The stable name the sink's cursor is kept under.
     fn name(&self) -> &str;
     fn deliver<'a>(&'a self, event: &'a CloudEvent) -> BoxFuture<'a, Result<(), DeliveryError>>;
+
+    /// How many events one [`Sink::deliver_many`] may carry; 1 (the default): one
+    /// event at a time, each acknowledged before the next is sent.
+    fn window(&self) -> usize {
+        1
+    }
+
+    /// Delivers `events` in order: one result per event tried, in order, ending with
+    /// the first refusal (the events after it count as not delivered). A sink whose
+    /// transport keeps order with several events in flight (Kafka's idempotent
+    /// producer) overrides it; the default sends one at a time.
+    fn deliver_many<'a>(
+        &'a self,
+        events: &'a [CloudEvent],
+    ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(events.len());
+            for event in events {
+                let result = self.deliver(event).await;
+                let refused = result.is_err();
+                results.push(result);
+                if refused {
+                    break;
+                }
+            }
+            results
+        })
+    }
 }
 
 /// How the relay retries and keeps events.
@@ -207,39 +237,68 @@ impl Relay {
             // `checkpoint`, so a new leader redelivers only what was acknowledged since.
             let mut acked = cursor;
             let mut saved = Instant::now();
-            for row in &rows {
-                m.lag_seconds
-                    .get_or_create(&label)
-                    .set(age(&row.time).as_secs_f64());
-                let event = self.envelope(row);
-                match self.deliver(&*sink, &event, &label, &lost).await {
-                    Outcome::Delivered => {
-                        m.delivered.get_or_create(&label).inc();
+            let window = sink.window().max(1);
+            let mut next = 0;
+            // After a refusal in a window, that event goes the retrying way alone.
+            let mut retrying = false;
+            while next < rows.len() {
+                if window > 1 && !retrying {
+                    // A window of events in flight at once; the leading acknowledged
+                    // ones count, the first refused one goes the retrying way below.
+                    let chunk = &rows[next..(next + window).min(rows.len())];
+                    m.lag_seconds
+                        .get_or_create(&label)
+                        .set(age(&chunk[0].time).as_secs_f64());
+                    let events: Vec<CloudEvent> = chunk.iter().map(|r| self.envelope(r)).collect();
+                    let results = tokio::select! {
+                        _ = lost.cancelled() => break,
+                        r = sink.deliver_many(&events) => r,
+                    };
+                    let ok = results.iter().take_while(|r| r.is_ok()).count();
+                    for row in &chunk[..ok] {
+                        self.delivered(&label, row);
                         acked = row.seq;
                     }
-                    Outcome::Failed { attempts, error } => {
-                        // Cursor up to here first, then the dead letter (which moves
-                        // the cursor past this event) in its own fenced transaction.
-                        if acked > cursor && !self.advance(&store, epoch, &name, acked, &lost).await
-                        {
-                            return;
+                    next += ok;
+                    retrying = ok < chunk.len();
+                } else {
+                    let row = &rows[next];
+                    m.lag_seconds
+                        .get_or_create(&label)
+                        .set(age(&row.time).as_secs_f64());
+                    let event = self.envelope(row);
+                    match self.deliver(&*sink, &event, &label, &lost).await {
+                        Outcome::Delivered => {
+                            self.delivered(&label, row);
+                            acked = row.seq;
                         }
-                        cursor = acked;
-                        warn!(sink = %name, seq = row.seq, attempts, %error, "dead-lettered");
-                        match store.dead_letter(epoch, &name, row, attempts, &error).await {
-                            Ok(()) => {
-                                m.dead_letters.get_or_create(&label).inc();
-                                acked = row.seq;
-                                cursor = row.seq;
+                        Outcome::Failed { attempts, error } => {
+                            // Cursor up to here first, then the dead letter (which moves
+                            // the cursor past this event) in its own fenced transaction.
+                            if acked > cursor
+                                && !self.advance(&store, epoch, &name, acked, &lost).await
+                            {
+                                return;
                             }
-                            Err(StoreError::Fenced) => return,
-                            Err(e) => {
-                                warn!(sink = %name, error = %e, "recording a dead letter failed");
-                                break;
+                            cursor = acked;
+                            warn!(sink = %name, seq = row.seq, attempts, %error, "dead-lettered");
+                            match store.dead_letter(epoch, &name, row, attempts, &error).await {
+                                Ok(()) => {
+                                    m.dead_letters.get_or_create(&label).inc();
+                                    acked = row.seq;
+                                    cursor = row.seq;
+                                }
+                                Err(StoreError::Fenced) => return,
+                                Err(e) => {
+                                    warn!(sink = %name, error = %e, "recording a dead letter failed");
+                                    break;
+                                }
                             }
                         }
+                        Outcome::Stopped => break,
                     }
-                    Outcome::Stopped => break,
+                    next += 1;
+                    retrying = false;
                 }
                 if acked > cursor && saved.elapsed() >= self.settings.checkpoint {
                     if !self.advance(&store, epoch, &name, acked, &lost).await {
@@ -256,6 +315,15 @@ impl Relay {
                 cursor = acked;
             }
         }
+    }
+
+    /// Counts one acknowledged event and its commit-to-acknowledgement time.
+    fn delivered(&self, label: &SinkLabel, row: &EventRow) {
+        self.metrics.delivered.get_or_create(label).inc();
+        self.metrics
+            .delivery_lag
+            .get_or_create(label)
+            .observe(age(&row.time).as_secs_f64());
     }
 
     /// Advances the cursor; false when this leader is fenced or lost (stop relaying).

@@ -7,7 +7,7 @@
 #   scripts/bench.sh [SECONDS] [CONCURRENCY]      # defaults: 10 s, 64 clients
 #   BENCH_PARTS="failover" scripts/bench.sh         # only some of: memory shard rate
 #                                                  # baselines sweep failover gateway
-#                                                  # (default all);
+#                                                  # events (default all);
 #                                                  # shard = holds hot war seatmap confirms
 #
 # Results: one JSON line per run in target/bench/results.jsonl, a summary on stderr,
@@ -36,7 +36,7 @@ stack_init "$PWD/target/bench-run"
 mkdir -p target/bench
 results=$PWD/target/bench/results.jsonl
 : >"$results"
-parts=" ${BENCH_PARTS:-memory shard rate baselines sweep failover gateway} "
+parts=" ${BENCH_PARTS:-memory shard rate baselines sweep failover gateway events} "
 part() { [[ "$parts" == *" $1 "* ]]; }
 stack_etcd "$ETCD_PORT"
 stack_postgres "$PG_PORT" bench
@@ -260,6 +260,65 @@ print(json.dumps(gw))
 EOF
 fi
 
+# Events: confirms at full speed with the relay delivering every booking's event to
+# a signed webhook and to Kafka (a real broker, KRaft, one node); boxoffice-sink
+# verifies each delivery and measures commit-to-receipt lag and events/s per sink.
+if part events; then
+kafka_libs=$(scripts/tools.sh kafka)/kafka-libs
+KAFKA_PORT=${KAFKA_PORT:-29092}
+SINK_PORT=${SINK_PORT:-8199}
+kdir=$work/kafka
+mkdir -p "$kdir"
+cat >"$kdir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$((KAFKA_PORT + 1))
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$((KAFKA_PORT + 1))
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$kdir/data
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+EOF
+cluster_id=$(java -cp "$kafka_libs/*" kafka.tools.StorageTool random-uuid)
+java -cp "$kafka_libs/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$kdir/server.properties" \
+  >"$kdir/format.log" 2>&1 || stack_fail "formatting Kafka's storage failed" "$kdir/format.log"
+java -Xmx512m -XX:+UseSerialGC -cp "$kafka_libs/*" kafka.Kafka "$kdir/server.properties" >"$kdir/kafka.log" 2>&1 &
+stack_pids+=($!)
+for _ in $(seq 300); do stack_port_taken "$KAFKA_PORT" && break; sleep 0.2; done
+stack_port_taken "$KAFKA_PORT" || stack_fail "the Kafka broker did not listen" "$kdir/kafka.log"
+printf 'whsec_%s' "$(head -c 32 /dev/urandom | base64 -w0)" >"$work/webhook-secret"
+show_from stadium.yaml events-80k
+target/release/boxoffice-sink --webhook-listen "127.0.0.1:$SINK_PORT" --secret-file "$work/webhook-secret" \
+  --kafka-brokers "127.0.0.1:$KAFKA_PORT" --kafka-topic bench.bookings --expect 1 --idle 5 \
+  >"$work/sink.json" 2>"$work/sink.log" &
+sink_pid=$!
+BOXOFFICE_EVENTS_WEBHOOK_URLS=http://127.0.0.1:$SINK_PORT/hook \
+BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE=$work/webhook-secret \
+BOXOFFICE_EVENTS_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT BOXOFFICE_EVENTS_KAFKA_TOPIC=bench.bookings \
+  start_shards events-80k
+load events-80k confirms --prepare 20000 --database-url "$DB" --label events
+wait "$sink_pid" || stack_fail "boxoffice-sink failed" "$work/sink.log"
+stop_shards
+python3 - "$results" "$work/sink.json" >>"$results" <<'EOF'
+import json, sys
+confirms = [r for r in map(json.loads, open(sys.argv[1])) if r.get("label") == "events"][-1]
+for line in open(sys.argv[2]):
+    r = json.loads(line)
+    r["confirms_per_s"] = confirms["ok_per_s"]
+    r["bookings"] = confirms.get("bookings_in_db")
+    print(json.dumps(r))
+EOF
+fi
+
 # A partial run must not replace the committed plots of a full one.
 plots=docs/bench
 [ -n "${BENCH_PARTS:-}" ] && plots=target/bench/plots && mkdir -p "$plots"
@@ -270,6 +329,11 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     if r["scenario"] == "memory":
         print(f"memory: {r['bytes_per_seat']} bytes/seat (stadium {r['stadium_rss_kib']} KiB)"); continue
+    if r["scenario"] == "events":
+        l = r["lag_ms"]
+        print(f"events to {r['sink']}: {r['events']} events ({r['copies']} copies, {r['refused']} refused), "
+              f"{r['events_per_s']:.0f}/s beside {r['confirms_per_s']:.0f} confirms/s; "
+              f"commit-to-receipt p50 {l['p50']:.1f} p99 {l['p99']:.1f} max {l['max']:.1f} ms"); continue
     l = r["latency_ms"]
     extra = f" kill-9 gap {r['kill_gap_s']} s, SIGTERM gap {r['term_gap_s']} s" if r.get("label") == "failover" else ""
     if "vs_direct" in r:

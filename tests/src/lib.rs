@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod shard;
 pub mod tls;
 pub mod tools;
+pub mod webhook;
 
 pub use control_plane::ControlPlane;
 pub use etcd::{EtcdOptions, EtcdSecurity, EtcdServer, EtcdTls, EtcdUser};

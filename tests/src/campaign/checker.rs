@@ -49,6 +49,9 @@ pub struct FinalState {
     /// Keys left under the show's `holds/` and `seats/` prefixes in etcd.
     pub etcd_holds: usize,
     pub etcd_seat_locks: usize,
+    /// References of the bookings whose `confirmed` event reached the campaign's
+    /// webhook endpoint with a valid signature (None: no event sink in this run).
+    pub delivered_confirmed: Option<BTreeSet<String>>,
 }
 
 /// Checks the history and the final state; returns every violation found.
@@ -122,6 +125,13 @@ pub fn check(ops: &[Op], fin: &FinalState, margin_ms: i64) -> Vec<String> {
         {
             v.push(format!(
                 "hold {hold} acknowledged as two bookings {prev} and {reference}"
+            ));
+        }
+        if let Some(delivered) = &fin.delivered_confirmed
+            && !delivered.contains(reference)
+        {
+            v.push(format!(
+                "acknowledged booking {reference} has no delivered confirmed event: {o}"
             ));
         }
         match by_reference.get(reference) {
@@ -478,6 +488,26 @@ mod tests {
         assert!(v.iter().any(|m| m.contains("holds left")), "{v:?}");
         assert!(v.iter().any(|m| m.contains("final counts")), "{v:?}");
         assert!(v.iter().any(|m| m.contains("etcd still has")), "{v:?}");
+    }
+
+    #[test]
+    fn sees_an_acknowledged_booking_whose_event_never_arrived() {
+        let ops = vec![
+            hold(1, 0, 10, "h1", &["A1"], 3000),
+            confirm(1, 20, 30, "h1", Outcome::Ok),
+            hold(2, 0, 10, "h2", &["A2"], 3000),
+            confirm(2, 20, 30, "h2", Outcome::Ok),
+        ];
+        let mut fin = final_state(vec![booking("h1", &["A1"]), booking("h2", &["A2"])]);
+        fin.delivered_confirmed = Some(["R-h1".to_string(), "R-h2".to_string()].into());
+        assert_eq!(check(&ops, &fin, 100), Vec::<String>::new());
+        fin.delivered_confirmed = Some(["R-h1".to_string()].into());
+        let v = check(&ops, &fin, 100);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].contains("R-h2 has no delivered confirmed event"),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::proxy::Proxy;
 use crate::shard::{ShardOptions, ShardProcess, shard_binary, token};
+use crate::webhook::{Receiver, confirmed_references, new_key, whsec};
 use crate::{EtcdOptions, EtcdServer, PostgresServer};
 use checker::{AreaState, DbBooking, FinalState};
 use history::{Fault, History, Outcome};
@@ -232,6 +233,8 @@ struct Rig {
     http: reqwest::Client,
     history: Arc<History>,
     epochs: BTreeSet<i64>,
+    /// The booking events' webhook endpoint (verifies every delivery's signature).
+    receiver: Receiver,
 }
 
 fn with_port(url: &str, port: u16) -> String {
@@ -265,9 +268,26 @@ impl Rig {
             .parse()
             .context("etcd address")?;
         let pg_addr: SocketAddr = format!("127.0.0.1:{}", pg.port()).parse()?;
+        // Every replica relays the booking events to one webhook endpoint.
+        let key = new_key();
+        let receiver = Receiver::start(&key).await;
+        let webhook_secret = dir.path().join("webhook-secret");
+        std::fs::write(&webhook_secret, whsec(&key))?;
         let mut extra_env = vec![
             ("BOXOFFICE_HOLD_RATE".to_string(), "0".to_string()),
             ("RUST_LOG".to_string(), "info,sqlx=warn".to_string()),
+            (
+                "BOXOFFICE_EVENTS_WEBHOOK_URLS".to_string(),
+                receiver.url.clone(),
+            ),
+            (
+                "BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE".to_string(),
+                webhook_secret.display().to_string(),
+            ),
+            (
+                "BOXOFFICE_EVENTS_MAX_RETRY_DELAY_MS".to_string(),
+                "1000".to_string(),
+            ),
         ];
         if opts.payments {
             let secret = dir.path().join("payment-secret");
@@ -320,6 +340,7 @@ impl Rig {
                 .build()?,
             history: Arc::new(History::new()),
             epochs: BTreeSet::new(),
+            receiver,
         };
         for i in 0..3 {
             rig.start_slot(i).await?;
@@ -566,6 +587,24 @@ impl Rig {
             }
         }
         fin.bookings = by_id.into_values().collect();
+
+        // Events are delivered eventually: wait (bounded) for a confirmed event of
+        // every booking PostgreSQL has, then hand the checker what arrived.
+        let stored: BTreeSet<String> = fin.bookings.iter().map(|b| b.reference.clone()).collect();
+        let _ = crate::wait_for(
+            "every booking's confirmed event at the receiver",
+            Duration::from_secs(60),
+            || async {
+                let have = confirmed_references(&self.receiver.accepted());
+                Ok(stored.iter().all(|r| have.contains(r)).then_some(()))
+            },
+        )
+        .await;
+        fin.delivered_confirmed = Some(
+            confirmed_references(&self.receiver.accepted())
+                .into_iter()
+                .collect(),
+        );
 
         let mut etcd = etcd_client::Client::connect([self.etcd.endpoint()], None).await?;
         let count = |prefix: String| {

@@ -296,6 +296,10 @@ stack_pids+=($!)
 for _ in $(seq 300); do stack_port_taken "$KAFKA_PORT" && break; sleep 0.2; done
 stack_port_taken "$KAFKA_PORT" || stack_fail "the Kafka broker did not listen" "$kdir/kafka.log"
 printf 'whsec_%s' "$(head -c 32 /dev/urandom | base64 -w0)" >"$work/webhook-secret"
+# The same confirms without sinks first: what relaying costs the booking path.
+show_from stadium.yaml quiet-80k; start_shards quiet-80k
+load quiet-80k confirms --prepare 20000 --database-url "$DB" --label events-none
+stop_shards
 show_from stadium.yaml events-80k
 target/release/boxoffice-sink --webhook-listen "127.0.0.1:$SINK_PORT" --secret-file "$work/webhook-secret" \
   --kafka-brokers "127.0.0.1:$KAFKA_PORT" --kafka-topic bench.bookings --expect 1 --idle 5 \
@@ -310,10 +314,13 @@ wait "$sink_pid" || stack_fail "boxoffice-sink failed" "$work/sink.log"
 stop_shards
 python3 - "$results" "$work/sink.json" >>"$results" <<'EOF'
 import json, sys
-confirms = [r for r in map(json.loads, open(sys.argv[1])) if r.get("label") == "events"][-1]
+runs = list(map(json.loads, open(sys.argv[1])))
+confirms = [r for r in runs if r.get("label") == "events"][-1]
+quiet = [r for r in runs if r.get("label") == "events-none"][-1]
 for line in open(sys.argv[2]):
     r = json.loads(line)
     r["confirms_per_s"] = confirms["ok_per_s"]
+    r["confirms_per_s_without_sinks"] = quiet["ok_per_s"]
     r["bookings"] = confirms.get("bookings_in_db")
     print(json.dumps(r))
 EOF
@@ -332,7 +339,8 @@ for line in open(sys.argv[1]):
     if r["scenario"] == "events":
         l = r["lag_ms"]
         print(f"events to {r['sink']}: {r['events']} events ({r['copies']} copies, {r['refused']} refused), "
-              f"{r['events_per_s']:.0f}/s beside {r['confirms_per_s']:.0f} confirms/s; "
+              f"{r['events_per_s']:.0f}/s beside {r['confirms_per_s']:.0f} confirms/s "
+              f"({r['confirms_per_s_without_sinks']:.0f}/s without sinks); "
               f"commit-to-receipt p50 {l['p50']:.1f} p99 {l['p99']:.1f} max {l['max']:.1f} ms"); continue
     l = r["latency_ms"]
     extra = f" kill-9 gap {r['kill_gap_s']} s, SIGTERM gap {r['term_gap_s']} s" if r.get("label") == "failover" else ""

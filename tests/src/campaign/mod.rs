@@ -135,6 +135,8 @@ pub struct Report {
     pub unknown: usize,
     pub acknowledged_bookings: usize,
     pub bookings_in_db: usize,
+    /// Bookings whose `confirmed` event reached the webhook endpoint.
+    pub events_delivered: usize,
     pub failovers: usize,
     pub longest_unavailable_ms: i64,
     pub history: String,
@@ -146,7 +148,8 @@ impl Report {
         let faults: usize = self.faults.values().sum();
         let mut s = format!(
             "campaign seed {}: {} faults {:?}; {} operations ({} ok, {} failed, {} unknown); \
-             {} acknowledged bookings, {} in PostgreSQL; {} failovers; longest time without \
+             {} acknowledged bookings, {} in PostgreSQL, {} confirmed events delivered; \
+             {} failovers; longest time without \
              an acknowledged operation {} ms; {} violations",
             self.seed,
             faults,
@@ -157,6 +160,7 @@ impl Report {
             self.unknown,
             self.acknowledged_bookings,
             self.bookings_in_db,
+            self.events_delivered,
             self.failovers,
             self.longest_unavailable_ms,
             self.violations.len()
@@ -724,6 +728,7 @@ pub async fn run(opts: CampaignOptions) -> Result<Report> {
             })
             .count(),
         bookings_in_db: fin.bookings.len(),
+        events_delivered: fin.delivered_confirmed.as_ref().map_or(0, |d| d.len()),
         failovers: rig.epochs.len().saturating_sub(1),
         longest_unavailable_ms,
         violations,

@@ -28,6 +28,16 @@ PAID_PORT=${PAID_PORT:-8083}
 PAID_SHOW_FILE=examples/demo/jazz-gala.yaml
 target=${CARGO_TARGET_DIR:-$PWD/target}
 work=$target/demo
+# The demo's binaries: the quickstart profile (unoptimized, no debug info: the fastest
+# cold build; without the Kafka sink), or BOXOFFICE_DEMO_PROFILE=dev to use what
+# `cargo build` (scripts/test.sh) already built.
+profile=${BOXOFFICE_DEMO_PROFILE:-quickstart}
+case "$profile" in
+  quickstart) build=(--profile quickstart --no-default-features) ;;
+  dev) build=() ;;
+  *) echo "demo: BOXOFFICE_DEMO_PROFILE is quickstart or dev" >&2; exit 2 ;;
+esac
+[ "$profile" = dev ] && out=$target/debug || out=$target/$profile
 
 mode=run
 case "${1:-}" in
@@ -36,12 +46,12 @@ case "${1:-}" in
   token)
     [ -n "${2:-}" ] || { echo "usage: scripts/demo.sh token USER [ROLES]" >&2; exit 2; }
     [ -s "$work/jwt-secret" ] || { echo "demo: no demo has run here (start scripts/demo.sh first)" >&2; exit 1; }
-    [ -x "$target/debug/mint-token" ] || cargo build -q -p booking-shard --bin mint-token
-    exec "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$2" ${3:+--roles "$3"} --ttl 3600
+    [ -x "$out/mint-token" ] || cargo build -q "${build[@]}" -p booking-shard --bin mint-token
+    exec "$out/mint-token" --secret-file "$work/jwt-secret" --sub "$2" ${3:+--roles "$3"} --ttl 3600
     ;;
   pay)
     [ -s "$work/payment-secret" ] || { echo "demo: no demo has run here (start scripts/demo.sh first)" >&2; exit 1; }
-    exec bash scripts/lib/demo-pay.sh "$target" "$work" "http://127.0.0.1:$PAID_PORT/v1/shows/jazz-gala"
+    exec bash scripts/lib/demo-pay.sh "$out" "$work" "http://127.0.0.1:$PAID_PORT/v1/shows/jazz-gala"
     ;;
   *) echo "usage: scripts/demo.sh [--check | token USER [ROLES] | pay]" >&2; exit 2 ;;
 esac
@@ -51,10 +61,20 @@ ports=("$ETCD_PORT" "$((ETCD_PORT + 1))" "$PG_PORT" "$PAID_PORT" "$((PAID_PORT +
 for port in $SHARD_PORTS; do ports+=("$port" "$((port + 1000))"); done
 stack_check_ports "${ports[@]}"
 
-# Only the shard and mint-token (not the operator): cargo's own progress shows.
-echo "demo: building booking-shard (the first build compiles a few hundred crates: several minutes)" >&2
-cargo build -p booking-shard --bins
-echo "demo: starting etcd, PostgreSQL and $(echo $SHARD_PORTS | wc -w) replicas (the first run builds etcd too: a few minutes)" >&2
+# etcd (the only tool the demo needs) builds beside the shard on a first run; then
+# only the shard and mint-token (not the operator), with cargo's own progress.
+etcd_log=$(mktemp)
+scripts/tools.sh etcd >/dev/null 2>"$etcd_log" &
+etcd_build=$!
+echo "demo: building booking-shard (the first build compiles a few hundred crates: several minutes) and etcd beside it" >&2
+cargo build "${build[@]}" -p booking-shard --bins
+if ! wait "$etcd_build"; then
+  cat "$etcd_log" >&2
+  echo "demo: building etcd failed (above)" >&2
+  exit 1
+fi
+rm -f "$etcd_log"
+echo "demo: starting etcd, PostgreSQL and $(echo $SHARD_PORTS | wc -w) replicas" >&2
 stack_init "$work"
 stack_etcd "$ETCD_PORT"
 stack_postgres "$PG_PORT" boxoffice
@@ -65,7 +85,7 @@ export BOXOFFICE_JWT_SECRET_FILE=$work/jwt-secret
 urls=()
 pids=()
 for port in $SHARD_PORTS; do
-  stack_shard "$target/debug/booking-shard" "shard-${#urls[@]}" "$port" "$SHOW_FILE" \
+  stack_shard "$out/booking-shard" "shard-${#urls[@]}" "$port" "$SHOW_FILE" \
     "http://127.0.0.1:$ETCD_PORT" "postgres://postgres@127.0.0.1:$PG_PORT/boxoffice"
   pids+=("${stack_pids[-1]}")
   urls+=("http://127.0.0.1:$port")
@@ -73,7 +93,7 @@ done
 # The paid show's provider secret: the simulator signs with it, the shard verifies.
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/payment-secret"
 chmod 600 "$work/payment-secret"
-stack_shard "$target/debug/booking-shard" paid-0 "$PAID_PORT" "$PAID_SHOW_FILE" \
+stack_shard "$out/booking-shard" paid-0 "$PAID_PORT" "$PAID_SHOW_FILE" \
   "http://127.0.0.1:$ETCD_PORT" "postgres://postgres@127.0.0.1:$PG_PORT/boxoffice" \
   --payment-secret-file "$work/payment-secret"
 paid_pid=${stack_pids[-1]}
@@ -83,7 +103,7 @@ stack_wait_shard paid-0 "$paid_pid" "http://127.0.0.1:$PAID_PORT"
 kill -0 "${stack_pids[0]}" 2>/dev/null || stack_fail "etcd exited" "$work/etcd.log"
 
 show=$(sed -n 's/^  name: *//p' "$SHOW_FILE" | head -n 1)
-mint() { "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$1" ${2:+--roles "$2"}; }
+mint() { "$out/mint-token" --secret-file "$work/jwt-secret" --sub "$1" ${2:+--roles "$2"}; }
 token=$(mint demo-user)
 staff=$(mint demo-usher staff)
 roles=()
@@ -113,7 +133,7 @@ if [ "$mode" = check ]; then
     stack_fail "the README's API examples failed" "$log"
   fi
   pay_log=$work/pay-check.log
-  bash scripts/lib/demo-pay.sh "$target" "$work" "$paid_api" >"$pay_log" 2>&1 ||
+  bash scripts/lib/demo-pay.sh "$out" "$work" "$paid_api" >"$pay_log" 2>&1 ||
     stack_fail "the paid walk-through (scripts/demo.sh pay) failed" "$pay_log"
   echo "demo check: the paid walk-through confirmed $(grep -o 'booking [A-Z0-9-]*' "$pay_log" | tail -n 1) on the provider's callback"
   echo "demo check: 2 passed, 0 failed"

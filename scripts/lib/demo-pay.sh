@@ -3,10 +3,10 @@
 # booking and its audit trail. Run by `scripts/demo.sh pay` against a running demo,
 # and by `scripts/demo.sh --check`. Fails on any unexpected answer.
 #
-#   scripts/lib/demo-pay.sh TARGET_DIR DEMO_WORK_DIR API
+#   scripts/lib/demo-pay.sh BIN_DIR DEMO_WORK_DIR API   (BIN_DIR: the built mint-token and pay-sim)
 set -euo pipefail
-target=$1 work=$2 api=$3
-mint() { "$target/debug/mint-token" --secret-file "$work/jwt-secret" --sub "$1" ${2:+--roles "$2"}; }
+bin=$1 work=$2 api=$3
+mint() { "$bin/mint-token" --secret-file "$work/jwt-secret" --sub "$1" ${2:+--roles "$2"}; }
 token=$(mint gala-guest)
 staff=$(mint gala-usher staff)
 step() { printf '\n== %s\n' "$*"; }
@@ -46,7 +46,7 @@ echo "$refused"
 
 step "4. The provider reports the payment: pay-sim signs the callback with the provider secret"
 show "pay-sim --api \$API --provider sim --secret-file $work/payment-secret --intent $intent --amount $amount --currency $currency"
-paid=$("$target/debug/pay-sim" --api "$api" --provider sim --secret-file "$work/payment-secret" \
+paid=$("$bin/pay-sim" --api "$api" --provider sim --secret-file "$work/payment-secret" \
   --intent "$intent" --amount "$amount" --currency "$currency")
 echo "$paid"
 [ "${paid%% *}" = 200 ] || { echo "demo: the payment callback was not accepted" >&2; exit 1; }

@@ -66,7 +66,8 @@ stack_postgres() {  # PORT DB — PostgreSQL refuses root: run as postgres when 
     chown postgres "$work"
     as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --)
   fi
-  "${as_pg[@]}" "$pgbin/initdb" -D "$work/pg" -U postgres --auth=trust --no-sync >"$work/initdb.log" 2>&1
+  "${as_pg[@]}" "$pgbin/initdb" -D "$work/pg" -U postgres --auth=trust --no-sync >"$work/initdb.log" 2>&1 ||
+    stack_fail "initdb failed$([ "$(id -u)" = 0 ] && echo " (run as root, PostgreSQL runs as the postgres user: every directory above $work must be searchable by it)")" "$work/initdb.log"
   "${as_pg[@]}" "$pgbin/postgres" -D "$work/pg" -p "$port" -k "$work" \
     -c listen_addresses=127.0.0.1 -c max_connections=200 >"$work/postgres.log" 2>&1 &
   stack_pids+=($!)

@@ -5,6 +5,7 @@
 # run with three replicas; then PNG plots.
 #
 #   scripts/bench.sh [SECONDS] [CONCURRENCY]      # defaults: 10 s, 64 clients
+#   BENCH_SHARD_BIN=path scripts/bench.sh         # another shard build (before/after)
 #   BENCH_PARTS="failover" scripts/bench.sh         # only some of: memory shard rate
 #                                                  # baselines sweep failover gateway
 #                                                  # events (default all);
@@ -72,7 +73,7 @@ start_shards() {  # SHOW_NAME [REPLICAS]
   local n=${2:-1} i urls=()
   shard_pids=()
   for i in $(seq 0 $((n - 1))); do
-    stack_shard target/release/booking-shard "bench-$1-$i" $((SHARD_PORT + i)) "$work/$1.yaml" \
+    stack_shard "${BENCH_SHARD_BIN:-target/release/booking-shard}" "bench-$1-$i" $((SHARD_PORT + i)) "$work/$1.yaml" \
       "http://127.0.0.1:$ETCD_PORT" "$DB" --hold-rate 0 --db-pool 32 --log-format json
     shard_pids+=("${stack_pids[-1]}")
     urls+=("http://127.0.0.1:$((SHARD_PORT + i))")
@@ -86,15 +87,19 @@ stop_shards() {
 load() {  # SHOW SCENARIO [extra args]
   local show=$1 scenario=$2
   shift 2
+  # CPU per attempt of each process over the measured window (after any --prepare).
   target/release/boxoffice-load --url "http://127.0.0.1:$SHARD_PORT" --show "$show" \
-    --scenario "$scenario" --duration "$secs" --concurrency "$conc" "$@" >>"$results"
+    --scenario "$scenario" --duration "$secs" --concurrency "$conc" \
+    --cpu-of "shard=${shard_pids[0]}" --cpu-of "etcd=${stack_pids[0]}" --cpu-of "postgres=${stack_pids[1]}" \
+    "$@" >>"$results"
 }
 baseline() {  # TARGET SHOW_FILE SCENARIO [extra args]
   local target=$1 file=$2 scenario=$3
   shift 3
   target/release/boxoffice-load --target "$target" --show "$(basename "$file" .yaml)" \
     --show-file "$work/$file" --pg-url "$BASELINE_DB" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
-    --scenario "$scenario" --duration "$secs" --concurrency "$conc" "$@" >>"$results"
+    --scenario "$scenario" --duration "$secs" --concurrency "$conc" \
+    --cpu-of "postgres=${stack_pids[1]}" --cpu-of "redis=${stack_pids[2]}" "$@" >>"$results"
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
@@ -347,6 +352,9 @@ for line in open(sys.argv[1]):
     if "vs_direct" in r:
         v = r["vs_direct"]
         extra = f" vs direct: attempts/s x{v['attempts_per_s_ratio']}, p99 x{v['p99_ratio']}"
+    if "cpu_us_per_attempt" in r:
+        c = r["cpu_us_per_attempt"]
+        extra += " cpu us/attempt: " + " ".join(f"{k} {v}" for k, v in c.items())
     print(f"{r['target']:9} {r['scenario']:8} c={r['concurrency']:<4} rate={r['rate']:<5} {r['attempts_per_s']:>9.0f} att/s "
           f"{r['ok_per_s']:>8.0f} ok/s p50 {l['p50']:.2f} p99 {l['p99']:.2f} ms twice={r['seats_held_twice']} "
           f"db={r.get('bookings_in_db')} {r.get('label','')}{extra}")

@@ -116,6 +116,10 @@ struct Args {
     /// A label for the JSON line (e.g. the run's purpose).
     #[arg(long, default_value = "")]
     label: String,
+    /// `NAME=PID`: also report the CPU time of that process and its descendants over
+    /// the measured window, per attempt (repeatable; e.g. `shard=123 etcd=456`).
+    #[arg(long = "cpu-of", value_parser = parse_cpu_of)]
+    cpu_of: Vec<(String, u32)>,
     /// Stop once this fraction of the venue's seats is held (0: run the full
     /// duration). Uncontended-hold runs stop at a quarter, so a fast design does not
     /// fill the venue and turn the rest of the run into conflicts.
@@ -656,6 +660,12 @@ async fn run_phase(args: &Args, shared: &Arc<Shared>, scenario: Scenario) -> Res
     let timeline = Arc::new(Timeline::new(args.timeline_ms, args.duration));
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
+    let cpu_start = own_cpu_seconds();
+    let others_start: Vec<f64> = args
+        .cpu_of
+        .iter()
+        .map(|(_, p)| tree_cpu_seconds(*p))
+        .collect();
     let mut total = Tally::new();
     if args.rate > 0 {
         // Open loop: start requests on schedule, at most `concurrency` in flight.
@@ -730,8 +740,20 @@ async fn run_phase(args: &Args, shared: &Arc<Shared>, scenario: Scenario) -> Res
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_seconds = own_cpu_seconds() - cpu_start;
     let attempts =
         total.ok + total.conflict + total.other_4xx + total.server_error + total.transport;
+    let per_attempt = |secs: f64| (secs * 1e6 / attempts.max(1) as f64 * 10.0).round() / 10.0;
+    let mut cpu = serde_json::Map::new();
+    for ((name, pid), start) in args.cpu_of.iter().zip(&others_start) {
+        cpu.insert(
+            name.clone(),
+            json!(per_attempt(tree_cpu_seconds(*pid) - start)),
+        );
+    }
+    cpu.insert("generator".into(), json!(per_attempt(cpu_seconds)));
+    let cpu_total: f64 = cpu.values().filter_map(Value::as_f64).sum();
+    cpu.insert("total".into(), json!((cpu_total * 10.0).round() / 10.0));
     let mut unique = HashSet::with_capacity(total.seats.len());
     let doubles = total
         .seats
@@ -784,6 +806,8 @@ async fn run_phase(args: &Args, shared: &Arc<Shared>, scenario: Scenario) -> Res
         "concurrency": args.concurrency,
         "rate": args.rate,
         "seconds": elapsed,
+        "generator_cpu_s": cpu_seconds,
+        "cpu_us_per_attempt": cpu,
         "attempts": attempts,
         "attempts_per_s": attempts as f64 / elapsed,
         "ok": total.ok,
@@ -837,4 +861,65 @@ async fn run_phase(args: &Args, shared: &Arc<Shared>, scenario: Scenario) -> Res
         );
     }
     Ok(())
+}
+
+/// CPU seconds (user + system) of a process from its /proc stat file; 0 where
+/// unreadable. Also its parent pid.
+fn stat_cpu(path: &std::path::Path) -> (f64, u32) {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return (0.0, 0);
+    };
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // stat(5): ppid is field 4, utime and stime 14 and 15 (here 1, 11 and 12); the
+    // clock ticks 100 times a second on Linux.
+    ((field(11) + field(12)) / 100.0, field(1) as u32)
+}
+
+fn own_cpu_seconds() -> f64 {
+    stat_cpu(std::path::Path::new("/proc/self/stat")).0
+}
+
+/// CPU seconds of `root` and every process descending from it (PostgreSQL's
+/// backends under the postmaster).
+fn tree_cpu_seconds(root: u32) -> f64 {
+    let mut procs: Vec<(u32, u32, f64)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (cpu, ppid) = stat_cpu(&entry.path().join("stat"));
+        procs.push((pid, ppid, cpu));
+    }
+    let mut inside = std::collections::HashSet::from([root]);
+    // Parents before children is not guaranteed: repeat until nothing is added.
+    loop {
+        let before = inside.len();
+        for (pid, ppid, _) in &procs {
+            if inside.contains(ppid) {
+                inside.insert(*pid);
+            }
+        }
+        if inside.len() == before {
+            break;
+        }
+    }
+    procs
+        .iter()
+        .filter(|(pid, _, _)| inside.contains(pid))
+        .map(|(_, _, c)| c)
+        .sum()
+}
+
+fn parse_cpu_of(s: &str) -> std::result::Result<(String, u32), String> {
+    let (name, pid) = s.split_once('=').ok_or("expected NAME=PID")?;
+    let pid = pid.parse().map_err(|_| format!("{pid} is not a pid"))?;
+    Ok((name.to_string(), pid))
 }

@@ -66,6 +66,11 @@ pub trait Sink: Send + Sync {
     }
 }
 
+/// How often a sink's `event_sink_lag_events` gauge is read from PostgreSQL.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+/// The pause after a round that caught up, before reading the outbox again.
+const GATHER: Duration = Duration::from_millis(20);
+
 /// How the relay retries and keeps events.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -203,11 +208,16 @@ impl Relay {
             }
         };
         info!(sink = %name, cursor, "relaying events");
+        // The lag gauge's query runs at most once a second, not once a round.
+        let mut lag_read: Option<Instant> = None;
         while !lost.is_cancelled() {
-            if let Ok(last) = store.last_seq().await {
-                m.lag_events
-                    .get_or_create(&label)
-                    .set((last - cursor).max(0));
+            if lag_read.is_none_or(|t| t.elapsed() >= LAG_EVERY) {
+                lag_read = Some(Instant::now());
+                if let Ok(last) = store.last_seq().await {
+                    m.lag_events
+                        .get_or_create(&label)
+                        .set((last - cursor).max(0));
+                }
             }
             let rows = match store.events_after(cursor, self.settings.batch).await {
                 Ok(Page::Events(rows)) => rows,
@@ -233,6 +243,7 @@ impl Relay {
                 }
                 continue;
             }
+            let full = rows.len() as i64 >= self.settings.batch;
             // Acknowledged up to `acked`; the cursor follows at least every
             // `checkpoint`, so a new leader redelivers only what was acknowledged since.
             let mut acked = cursor;
@@ -313,6 +324,11 @@ impl Relay {
                     return;
                 }
                 cursor = acked;
+            }
+            // A round short of a full batch caught up: let the next one gather a few
+            // events (each round costs PostgreSQL a read and a cursor write).
+            if !full && !idle(&lost, GATHER).await {
+                return;
             }
         }
     }

@@ -54,7 +54,7 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-pub(super) fn env(name: &str, value: impl Into<String>) -> EnvVar {
+pub(crate) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -307,6 +307,7 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
     };
     mount_transport_files(&mut deployment, config);
     crate::payments::mount_payment_secret(&mut deployment, show);
+    crate::events::mount_event_sinks(&mut deployment, show, config);
     deployment
 }
 

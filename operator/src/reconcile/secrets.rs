@@ -1,11 +1,28 @@
 //! The Secrets a shard needs and cannot find.
 
-use boxoffice_crds::Show;
+use boxoffice_crds::{SecretKeyRef, Show};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::{Context, Result};
 use crate::builders::{self};
+use crate::config::Config;
+
+/// Every Secret key the shard pods mount or read, with what it is for.
+fn needed(show: &Show, config: &Config) -> Vec<(String, SecretKeyRef)> {
+    let (database, jwt) = builders::secret_refs(show, config);
+    let transport = builders::transport_secret_refs(config)
+        .into_iter()
+        .map(|(what, r)| (what.to_string(), r));
+    [
+        ("database URL".to_string(), database),
+        ("JWT key".into(), jwt),
+    ]
+    .into_iter()
+    .chain(transport)
+    .chain(crate::events::secret_refs(show, config))
+    .collect()
+}
 
 /// A message naming the Secrets (or keys) the shard needs but cannot find.
 pub(super) async fn missing_secrets(
@@ -13,14 +30,9 @@ pub(super) async fn missing_secrets(
     show: &Show,
     ns: &str,
 ) -> Result<Option<String>> {
-    let (database, jwt) = builders::secret_refs(show, &ctx.config);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let mut missing = Vec::new();
-    let transport = builders::transport_secret_refs(&ctx.config);
-    for (what, r) in [("database URL", database), ("JWT key", jwt)]
-        .into_iter()
-        .chain(transport)
-    {
+    for (what, r) in needed(show, &ctx.config) {
         match secrets.get_opt(&r.name).await? {
             None => missing.push(format!("Secret {ns}/{} ({what}) not found", r.name)),
             Some(s) => {

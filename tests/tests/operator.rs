@@ -1,8 +1,8 @@
 //! The operator against a real control plane: owned objects, status from a real shard
-//! leader, rollouts on seating changes, self-healing, Degraded on a missing Secret, the
-//! finalizer closing sales while bookings stay, Shows refused for images and etcd
-//! endpoints the operator does not allow, and the chart's RBAC (cluster-wide, and per
-//! namespace with watchNamespaces).
+//! leader, rollouts on seating changes, self-healing, Degraded on a missing Secret (the
+//! database's, a webhook's), the finalizer closing sales while bookings stay, Shows
+//! refused for images and etcd endpoints the operator does not allow, and the chart's
+//! RBAC (cluster-wide, and per namespace with watchNamespaces).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -527,6 +527,82 @@ async fn a_missing_secret_is_degraded_until_it_appears() {
 
     create_secrets(&f.client, &f.ns, &f.db_url).await;
     wait_show(&f, "club-night", "Degraded cleared", |s| {
+        let c = condition(s, "Degraded")?;
+        (c.0 == "False").then_some(())
+    })
+    .await;
+
+    // A webhook whose signing Secret is not there: Degraded naming it, with an Event,
+    // until it appears (the pods would wait for the volume, never crash-loop silently).
+    Api::<Show>::namespaced(f.client.clone(), &f.ns)
+        .patch(
+            "club-night",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"events": {"webhooks": [
+                {"url": "https://hooks.example/club", "secretRef": {"name": "club-hooks", "key": "whsec"}}
+            ]}}})),
+        )
+        .await
+        .expect("patch");
+    let (_, reason, message) = wait_show(&f, "club-night", "Degraded by the webhook", |s| {
+        let c = condition(s, "Degraded")?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "SecretMissing");
+    assert!(
+        message.contains(
+            "Secret op-secret/club-hooks (signing secret of webhook https://hooks.example/club) not found"
+        ),
+        "{message}"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(f.client.clone(), &f.ns);
+    wait_for(
+        "a SecretMissing Event naming club-hooks",
+        Duration::from_secs(30),
+        || async {
+            let list = events.list(&Default::default()).await?;
+            Ok(list
+                .items
+                .into_iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("SecretMissing")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.note.as_deref().is_some_and(|n| n.contains("club-hooks"))
+                })
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let d: Deployment = get(&f.client, &f.ns, "club-night-shard")
+        .await
+        .expect("deployment");
+    let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
+    assert!(
+        pod.volumes.iter().flatten().any(|v| v
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref())
+            == Some("club-hooks")),
+        "the webhook's Secret is mounted"
+    );
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("club-hooks".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "whsec".to_string(),
+            ByteString(b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_vec()),
+        )])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(f.client.clone(), &f.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    wait_show(&f, "club-night", "Degraded cleared again", |s| {
         let c = condition(s, "Degraded")?;
         (c.0 == "False").then_some(())
     })

@@ -5,22 +5,25 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 
-use boxoffice_crds::Show;
+use boxoffice_crds::{SecretKeyRef, Show};
 
 /// Where the shard finds the provider secret.
 pub const PAYMENT_DIR: &str = "/var/run/secrets/boxoffice-payments";
 /// The file, under [`PAYMENT_DIR`], holding it.
 pub const PAYMENT_FILE: &str = "provider";
 
-/// Adds the provider secret's volume, mount and `BOXOFFICE_PAYMENT_SECRET_FILE` to the
-/// shard container when the Show names one.
-pub fn mount_payment_secret(deployment: &mut Deployment, show: &Show) {
-    let Some(secret) = show
-        .spec
+/// The Secret key holding the provider's signing secret, when the Show names one.
+pub fn secret_ref(show: &Show) -> Option<&SecretKeyRef> {
+    show.spec
         .payments
         .as_ref()
         .and_then(|p| p.provider_secret_ref.as_ref())
-    else {
+}
+
+/// Adds the provider secret's volume, mount and `BOXOFFICE_PAYMENT_SECRET_FILE` to the
+/// shard container when the Show names one.
+pub fn mount_payment_secret(deployment: &mut Deployment, show: &Show) {
+    let Some(secret) = secret_ref(show) else {
         return;
     };
     let Some((volumes, container)) = crate::builders::shard_volumes_and_container(deployment)

@@ -20,6 +20,10 @@ fn needed(show: &Show, config: &Config) -> Vec<(String, SecretKeyRef)> {
     ]
     .into_iter()
     .chain(transport)
+    .chain(
+        crate::payments::secret_ref(show)
+            .map(|r| ("payment provider's signing secret".to_string(), r.clone())),
+    )
     .chain(crate::events::secret_refs(show, config))
     .collect()
 }
@@ -50,4 +54,79 @@ pub(super) async fn missing_secrets(
         }
     }
     Ok((!missing.is_empty()).then(|| missing.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use boxoffice_crds::{
+        EventSinks, PaymentMode, PaymentPolicy, SecretKeyRef, Show, ShowConfig, WebhookSink,
+    };
+    use clap::Parser;
+
+    use super::needed;
+    use crate::config::Config;
+
+    fn key(name: &str, key: &str) -> SecretKeyRef {
+        SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        }
+    }
+
+    fn names(show: &Show, config: &Config) -> Vec<(String, String)> {
+        needed(show, config)
+            .into_iter()
+            .map(|(what, r)| (what, format!("{}/{}", r.name, r.key)))
+            .collect()
+    }
+
+    fn pair(what: &str, secret: &str) -> (String, String) {
+        (what.into(), secret.into())
+    }
+
+    #[test]
+    fn every_secret_the_shard_mounts_is_checked() {
+        let text = include_str!("../../../examples/shows/club.yaml");
+        let config = ShowConfig::parse(text).expect("club parses");
+        let mut show = Show::new(&config.name, config.spec);
+        let base = vec![
+            pair("database URL", "boxoffice-database/url"),
+            pair("JWT key", "boxoffice-jwt/secret"),
+        ];
+        assert_eq!(
+            names(&show, &Config::parse_from(["boxoffice-operator"])),
+            base
+        );
+        show.spec.payments = Some(PaymentPolicy {
+            mode: PaymentMode::Provider,
+            provider: Some("sim".into()),
+            provider_secret_ref: Some(key("club-payments", "whsec")),
+            ..PaymentPolicy::default()
+        });
+        show.spec.events = Some(EventSinks {
+            webhooks: vec![WebhookSink {
+                url: "https://mail.example/h".into(),
+                secret_ref: key("club-hooks", "whsec"),
+            }],
+            kafka: None,
+        });
+        let defaults = Config::parse_from([
+            "boxoffice-operator",
+            "--events-webhooks",
+            r#"[{"url": "https://audit.example/h", "secretName": "audit", "secretKey": "k"}]"#,
+        ]);
+        let mut want = base;
+        want.extend([
+            pair("payment provider's signing secret", "club-payments/whsec"),
+            pair(
+                "signing secret of webhook https://audit.example/h",
+                "audit/k",
+            ),
+            pair(
+                "signing secret of webhook https://mail.example/h",
+                "club-hooks/whsec",
+            ),
+        ]);
+        assert_eq!(names(&show, &defaults), want);
+    }
 }

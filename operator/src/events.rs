@@ -8,7 +8,6 @@ use boxoffice_crds::events::{
 };
 use boxoffice_crds::{SecretKeyRef, Show, WebhookSink};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 use serde::{Deserialize, Serialize};
 
 use crate::builders::env;
@@ -198,8 +197,7 @@ pub fn secret_refs(show: &Show, config: &Config) -> Vec<(String, SecretKeyRef)> 
 /// Sets the shard's event env (`BOXOFFICE_EVENTS_*`) and mounts each webhook's secret.
 pub fn mount_event_sinks(deployment: &mut Deployment, show: &Show, config: &Config) {
     let hooks = webhooks(show, config);
-    let Some((volumes, container)) = crate::builders::shard_volumes_and_container(deployment)
-    else {
+    let Some((_, container)) = crate::builders::shard_volumes_and_container(deployment) else {
         return;
     };
     let envs = container.env.get_or_insert_default();
@@ -222,30 +220,12 @@ pub fn mount_event_sinks(deployment: &mut Deployment, show: &Show, config: &Conf
         envs.push(env("BOXOFFICE_EVENTS_RETRY_WINDOW", window.to_string()));
     }
     for (i, hook) in hooks.iter().enumerate() {
-        let name = format!("webhook-{i}");
-        // Only the signing key of its Secret, whatever else the Secret holds.
-        volumes.get_or_insert_default().push(Volume {
-            name: name.clone(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(hook.secret.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: hook.secret.key.clone(),
-                    path: WEBHOOK_FILE.into(),
-                    ..Default::default()
-                }]),
-                default_mode: Some(0o440),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        });
-        container
-            .volume_mounts
-            .get_or_insert_default()
-            .push(VolumeMount {
-                name,
-                mount_path: format!("{WEBHOOK_DIR}/{i}"),
-                read_only: Some(true),
-                ..Default::default()
-            });
+        crate::builders::mount_secret_key(
+            deployment,
+            &format!("webhook-{i}"),
+            &hook.secret,
+            &format!("{WEBHOOK_DIR}/{i}"),
+            WEBHOOK_FILE,
+        );
     }
 }

@@ -320,3 +320,41 @@ pub fn shard_volumes_and_container(
     let container = pod.containers.iter_mut().find(|c| c.name == "shard")?;
     Some((&mut pod.volumes, container))
 }
+
+/// Mounts one key of a Secret read-only as `<dir>/<file>` in the shard container: a
+/// Secret volume named `volume` with only that key (whatever else the Secret holds),
+/// mode 0440 for the pod's `fsGroup`; a file, never an env var.
+pub fn mount_secret_key(
+    deployment: &mut Deployment,
+    volume: &str,
+    secret: &SecretKeyRef,
+    dir: &str,
+    file: &str,
+) {
+    let Some((volumes, container)) = shard_volumes_and_container(deployment) else {
+        return;
+    };
+    volumes.get_or_insert_default().push(Volume {
+        name: volume.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: secret.key.clone(),
+                path: file.into(),
+                ..Default::default()
+            }]),
+            default_mode: Some(0o440),
+            optional: Some(false),
+        }),
+        ..Default::default()
+    });
+    container
+        .volume_mounts
+        .get_or_insert_default()
+        .push(VolumeMount {
+            name: volume.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+}

@@ -185,9 +185,15 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_EVENTS_WEBHOOK_URLS", value_delimiter = ',')]
     pub events_webhook_urls: Vec<String>,
 
-    /// File holding the webhooks' signing secret (`whsec_<base64>`, Standard Webhooks).
-    #[arg(long, env = "BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE")]
-    pub events_webhook_secret_file: Option<PathBuf>,
+    /// Files holding the webhooks' signing secrets (`whsec_<base64>`, Standard
+    /// Webhooks), comma-separated: one file signs for every URL, or one file per URL in
+    /// the order of --events-webhook-urls.
+    #[arg(
+        long,
+        env = "BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE",
+        value_delimiter = ','
+    )]
+    pub events_webhook_secret_file: Vec<PathBuf>,
 
     /// Seconds a webhook has to answer one delivery.
     #[arg(long, env = "BOXOFFICE_EVENTS_WEBHOOK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]

@@ -140,26 +140,27 @@ fn kafka_sink(_: &Config, _: &str, _: &str) -> anyhow::Result<Arc<dyn relay::Sin
 /// The event relay's sinks and settings from the configuration.
 fn relay(config: &Config, show_key: &str) -> anyhow::Result<relay::Relay> {
     let mut sinks: Vec<Arc<dyn relay::Sink>> = Vec::new();
-    if !config.events_webhook_urls.is_empty() {
-        let path = config.events_webhook_secret_file.as_ref().context(
-            "webhook URLs are set: set --events-webhook-secret-file (BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE)",
-        )?;
-        let secret = relay::webhook::WebhookSecret::parse(&String::from_utf8_lossy(&read(path)?))?;
-        for url in &config.events_webhook_urls {
-            let hook = relay::webhook::Webhook::new(
-                url,
-                secret.clone(),
-                Duration::from_secs(config.events_webhook_timeout),
-            )
-            .with_context(|| "a webhook URL".to_string())?;
-            // A sink's cursor is kept under its name: two endpoints may not share one.
-            anyhow::ensure!(
-                sinks.iter().all(|s| s.name() != relay::Sink::name(&hook)),
-                "two webhook URLs name the same endpoint ({}); each needs its own host, port or path",
-                relay::Sink::name(&hook)
-            );
-            sinks.push(Arc::new(hook));
-        }
+    let webhooks = relay::webhook::pair_secrets(
+        &config.events_webhook_urls,
+        &config.events_webhook_secret_file,
+    )?;
+    for (url, path) in webhooks {
+        let text = String::from_utf8_lossy(&read(path)?).into_owned();
+        let secret = relay::webhook::WebhookSecret::parse(&text)
+            .with_context(|| format!("the webhook secret in {}", path.display()))?;
+        let hook = relay::webhook::Webhook::new(
+            url,
+            secret,
+            Duration::from_secs(config.events_webhook_timeout),
+        )
+        .with_context(|| "a webhook URL".to_string())?;
+        // A sink's cursor is kept under its name: two endpoints may not share one.
+        anyhow::ensure!(
+            sinks.iter().all(|s| s.name() != relay::Sink::name(&hook)),
+            "two webhook URLs name the same endpoint ({}); each needs its own host, port or path",
+            relay::Sink::name(&hook)
+        );
+        sinks.push(Arc::new(hook));
     }
     if let Some(brokers) = config.events_kafka_brokers.as_deref() {
         sinks.push(kafka_sink(config, brokers, show_key)?);

@@ -1,6 +1,7 @@
 //! boxoffice-crds: the `Show` custom resource, its validation rules, and the seat model
 //! (row ranges, seat ids, venue layout) that the operator and the booking shard share.
 
+pub mod events;
 pub mod manifest;
 pub mod payments;
 pub mod route;
@@ -9,6 +10,7 @@ pub mod seating;
 pub mod show;
 pub mod validate;
 
+pub use events::{EventSinks, KafkaSink, WebhookSink};
 pub use manifest::{ShowConfig, chart_crd_template, crd, crd_yaml};
 pub use payments::{PaymentMode, PaymentPolicy};
 pub use route::{RouteMode, RouteSpec};

@@ -68,3 +68,11 @@ pub const PAYMENT_WINDOW_BOUNDS: &str =
 /// The callback tolerance: ten seconds to ten minutes.
 pub const PAYMENT_TOLERANCE_BOUNDS: &str =
     "duration(self) >= duration('10s') && duration(self) <= duration('10m')";
+
+/// A webhook URL is http or https with a host (`isURL` and `url()` are the API server's
+/// CEL URL library).
+pub const WEBHOOK_URL: &str = "isURL(self) && url(self).getScheme() in ['http', 'https'] && \
+     url(self).getHostname() != ''";
+
+/// Kafka refuses the topics `.` and `..` (the pattern admits them).
+pub const KAFKA_TOPIC_NOT_DOTS: &str = "self != '.' && self != '..'";

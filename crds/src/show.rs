@@ -106,6 +106,9 @@ pub struct ShowSpec {
     /// How the show is reached from outside the cluster; unset: the operator's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<crate::route::RouteSpec>,
+    /// Where the show's booking events go besides the operator's default sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<crate::events::EventSinks>,
 }
 
 /// The sales window.

@@ -134,6 +134,37 @@ fn payments(p: &crate::payments::PaymentPolicy, err: &mut impl FnMut(String, &st
     }
 }
 
+/// The twins of `spec.events`' schema rules.
+fn events(e: &crate::events::EventSinks, err: &mut impl FnMut(String, &str)) {
+    use crate::events::{MAX_WEBHOOKS, kafka_topic_problem, webhook_url_problem};
+    if e.webhooks.len() > MAX_WEBHOOKS {
+        err("spec.events.webhooks".into(), "at most 8 webhooks");
+    }
+    let mut urls = HashSet::new();
+    for (i, hook) in e.webhooks.iter().enumerate() {
+        if let Some(problem) = webhook_url_problem(&hook.url) {
+            err(format!("spec.events.webhooks[{i}].url"), problem);
+        }
+        if !urls.insert(hook.url.as_str()) {
+            err(
+                format!("spec.events.webhooks[{i}].url"),
+                "duplicate webhook URL",
+            );
+        }
+        let r = &hook.secret_ref;
+        if r.name.is_empty() || r.key.is_empty() {
+            err(
+                format!("spec.events.webhooks[{i}].secretRef"),
+                "needs a Secret name and key",
+            );
+        }
+    }
+    let topic = e.kafka.as_ref().and_then(|k| k.topic.as_deref());
+    if let Some(problem) = topic.and_then(kafka_topic_problem) {
+        err("spec.events.kafka.topic".into(), problem);
+    }
+}
+
 /// Checks a Show spec; returns every problem found.
 pub fn validate(spec: &ShowSpec) -> Result<(), InvalidShow> {
     let mut errors = Vec::new();
@@ -289,6 +320,9 @@ pub fn validate(spec: &ShowSpec) -> Result<(), InvalidShow> {
     if let Some(p) = &spec.payments {
         payments(p, &mut err);
     }
+    if let Some(e) = &spec.events {
+        events(e, &mut err);
+    }
 
     if errors.is_empty() {
         Ok(())
@@ -334,6 +368,58 @@ mod tests {
                 "spec.payments.tolerance"
             ]
         );
+    }
+
+    #[test]
+    fn events_are_checked_like_the_schema() {
+        use crate::events::{EventSinks, KafkaSink, WebhookSink};
+        use crate::show::SecretKeyRef;
+        let hook = |url: &str| WebhookSink {
+            url: url.into(),
+            secret_ref: SecretKeyRef {
+                name: "hooks".into(),
+                key: "whsec".into(),
+            },
+        };
+        let ok = EventSinks {
+            webhooks: vec![hook("https://a.example/h"), hook("http://b.example:8080/h")],
+            kafka: Some(KafkaSink {
+                enabled: false,
+                topic: Some("club.bookings-v1".into()),
+            }),
+        };
+        let mut errors = Vec::new();
+        events(&ok, &mut |f, _| errors.push(f));
+        assert!(errors.is_empty(), "{errors:?}");
+        let bad = EventSinks {
+            webhooks: vec![
+                hook("ftp://a.example/h"),
+                hook("https://a.example/h"),
+                hook("https://a.example/h"),
+            ],
+            kafka: Some(KafkaSink {
+                enabled: true,
+                topic: Some("..".into()),
+            }),
+        };
+        events(&bad, &mut |f, _| errors.push(f));
+        assert_eq!(
+            errors,
+            [
+                "spec.events.webhooks[0].url",
+                "spec.events.webhooks[2].url",
+                "spec.events.kafka.topic"
+            ]
+        );
+        let many = EventSinks {
+            webhooks: (0..9)
+                .map(|i| hook(&format!("https://a.example/{i}")))
+                .collect(),
+            kafka: None,
+        };
+        errors.clear();
+        events(&many, &mut |f, _| errors.push(f));
+        assert_eq!(errors, ["spec.events.webhooks"]);
     }
 
     #[test]

@@ -109,6 +109,11 @@ pub struct Config {
     )]
     pub network_policy_metrics_from: Vec<(String, String)>,
 
+    /// Where every Show's booking events go (webhooks, Kafka) unless the Show says
+    /// otherwise.
+    #[command(flatten)]
+    pub events: crate::events::Events,
+
     /// How Shows are routed from outside the cluster (HTTPRoute or Ingress).
     #[command(flatten)]
     pub routing: crate::routing::Routing,

@@ -6,6 +6,7 @@ pub mod builders;
 pub mod config;
 pub mod election;
 pub mod etcd_space;
+pub mod events;
 pub mod metrics;
 pub mod payments;
 pub mod policy;

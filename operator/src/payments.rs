@@ -3,53 +3,33 @@
 //! secret; never an environment variable.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::EnvVar;
 
-use boxoffice_crds::Show;
+use boxoffice_crds::{SecretKeyRef, Show};
 
 /// Where the shard finds the provider secret.
 pub const PAYMENT_DIR: &str = "/var/run/secrets/boxoffice-payments";
 /// The file, under [`PAYMENT_DIR`], holding it.
 pub const PAYMENT_FILE: &str = "provider";
 
-/// Adds the provider secret's volume, mount and `BOXOFFICE_PAYMENT_SECRET_FILE` to the
-/// shard container when the Show names one.
-pub fn mount_payment_secret(deployment: &mut Deployment, show: &Show) {
-    let Some(secret) = show
-        .spec
+/// The Secret key holding the provider's signing secret, when the Show names one.
+pub fn secret_ref(show: &Show) -> Option<&SecretKeyRef> {
+    show.spec
         .payments
         .as_ref()
         .and_then(|p| p.provider_secret_ref.as_ref())
-    else {
+}
+
+/// Adds the provider secret's volume, mount and `BOXOFFICE_PAYMENT_SECRET_FILE` to the
+/// shard container when the Show names one.
+pub fn mount_payment_secret(deployment: &mut Deployment, show: &Show) {
+    let Some(secret) = secret_ref(show) else {
         return;
     };
-    let Some((volumes, container)) = crate::builders::shard_volumes_and_container(deployment)
-    else {
+    crate::builders::mount_secret_key(deployment, "payments", secret, PAYMENT_DIR, PAYMENT_FILE);
+    let Some((_, container)) = crate::builders::shard_volumes_and_container(deployment) else {
         return;
     };
-    volumes.get_or_insert_default().push(Volume {
-        name: "payments".into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.name.clone()),
-            items: Some(vec![KeyToPath {
-                key: secret.key.clone(),
-                path: PAYMENT_FILE.into(),
-                ..Default::default()
-            }]),
-            default_mode: Some(0o440),
-            optional: Some(false),
-        }),
-        ..Default::default()
-    });
-    container
-        .volume_mounts
-        .get_or_insert_default()
-        .push(VolumeMount {
-            name: "payments".into(),
-            mount_path: PAYMENT_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        });
     container.env.get_or_insert_default().push(EnvVar {
         name: "BOXOFFICE_PAYMENT_SECRET_FILE".into(),
         value: Some(format!("{PAYMENT_DIR}/{PAYMENT_FILE}")),

@@ -3,7 +3,9 @@
 //! with the namespace's database and JWT Secrets, and makes the operator itself call
 //! addresses they name. The operator's configuration says which overrides are allowed;
 //! a Show that asks for anything else is refused whole: none of its objects change and
-//! nothing it names is contacted. Pure, so every rule is unit-tested.
+//! nothing it names is contacted. So is a Show whose webhooks would make its shard
+//! refuse to start (two naming one endpoint, its own or the operator's defaults). Pure,
+//! so every rule is unit-tested.
 
 use boxoffice_crds::Show;
 
@@ -14,6 +16,7 @@ use crate::config::Config;
 pub enum RefusalReason {
     ImageNotAllowed,
     EtcdEndpointsNotAllowed,
+    WebhookConflict,
 }
 
 impl RefusalReason {
@@ -22,6 +25,7 @@ impl RefusalReason {
         match self {
             RefusalReason::ImageNotAllowed => "ImageNotAllowed",
             RefusalReason::EtcdEndpointsNotAllowed => "EtcdEndpointsNotAllowed",
+            RefusalReason::WebhookConflict => "WebhookConflict",
         }
     }
 }
@@ -65,6 +69,12 @@ pub fn check(show: &Show, config: &Config) -> Result<(), Refusal> {
                 names.join(", "),
                 describe(allowed)
             ),
+        });
+    }
+    if let Some(message) = crate::events::conflict(show, config) {
+        return Err(Refusal {
+            reason: RefusalReason::WebhookConflict,
+            message,
         });
     }
     Ok(())

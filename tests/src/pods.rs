@@ -798,8 +798,19 @@ fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
 /// Replaces wildcard listen addresses with the pod IP and mount paths with their
 /// directories on the host.
 fn rewrite(value: &str, ip: &str, mounts: &[(String, PathBuf)]) -> String {
-    let mut v = value.replace("0.0.0.0:", &format!("{ip}:"));
-    v = v.replace("[::]:", &format!("{ip}:"));
+    let v = value.replace("0.0.0.0:", &format!("{ip}:"));
+    let v = v.replace("[::]:", &format!("{ip}:"));
+    // Each item of a comma-separated list (one secret file per webhook) on its own.
+    v.split(',')
+        .map(|item| rewrite_mount(item, mounts))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `value` with a mount path at its start, or after `=`, pointing into the pod's
+/// directory instead.
+fn rewrite_mount(value: &str, mounts: &[(String, PathBuf)]) -> String {
+    let mut v = value.to_string();
     for (mount, host) in mounts {
         if let Some(rest) = v.strip_prefix(mount.as_str())
             && (rest.is_empty() || rest.starts_with('/'))
@@ -1332,6 +1343,19 @@ mod tests {
             "--show=/tmp/p/v/show.json"
         );
         assert_eq!(rewrite("/etc/boxofficex", "ip", &mounts), "/etc/boxofficex");
+        // Every item of a list, and nothing else in it.
+        let hooks = vec![
+            ("/run/hooks/0".to_string(), PathBuf::from("/tmp/p/h0")),
+            ("/run/hooks/1".to_string(), PathBuf::from("/tmp/p/h1")),
+        ];
+        assert_eq!(
+            rewrite("/run/hooks/0/secret,/run/hooks/1/secret", "ip", &hooks),
+            "/tmp/p/h0/secret,/tmp/p/h1/secret"
+        );
+        assert_eq!(
+            rewrite("http://a/run/hooks/0,/run/hooks/1/secret", "ip", &hooks),
+            "http://a/run/hooks/0,/tmp/p/h1/secret"
+        );
     }
 
     #[test]

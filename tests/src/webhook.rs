@@ -176,6 +176,22 @@ impl Receiver {
         )
     }
 
+    /// POSTs `d`'s headers and body to this endpoint as they arrived at another one (a
+    /// replay, or a delivery signed with another key); what it answered.
+    pub async fn send(&self, d: &Delivery) -> u16 {
+        reqwest::Client::new()
+            .post(&self.url)
+            .header("content-type", "application/cloudevents+json")
+            .header("webhook-id", &d.id)
+            .header("webhook-timestamp", &d.timestamp)
+            .header("webhook-signature", &d.signature)
+            .body(d.body.clone())
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
     pub fn fail(&self, failing: bool) {
         self.state.failing.store(failing, Ordering::SeqCst);
     }

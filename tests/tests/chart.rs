@@ -62,6 +62,24 @@ fn values_schema_rejects_typos_and_wrong_types() {
         ("routing.scheme=ftp", "/routing/scheme"),
         ("routing.gateway.parentRefs[0].nmae=public", "nmae"),
         ("routing.ingress.class=nginx", "class"),
+        (
+            "events.webhooks[0].url=ftp://a.example/h,events.webhooks[0].secretName=s,events.webhooks[0].secretKey=k",
+            "/events/webhooks/0/url",
+        ),
+        (
+            "events.webhooks[0].url=https://user:pw@a.example/h,events.webhooks[0].secretName=s,events.webhooks[0].secretKey=k",
+            "/events/webhooks/0/url",
+        ),
+        ("events.webhooks[0].url=https://a.example/h", "secretName"),
+        ("events.webhooks[0].secret=x", "secret"),
+        ("events.kafka.brokers={kafka}", "/events/kafka/brokers/0"),
+        ("events.kafka.topic=..", "/events/kafka/topic"),
+        (
+            "events.kafka.timeoutSeconds=301",
+            "/events/kafka/timeoutSeconds",
+        ),
+        ("events.retryWindowSeconds=-1", "/events/retryWindowSeconds"),
+        ("events.retryWindow=60", "retryWindow"),
     ] {
         let (ok, _, err) = helm(&["template", "bo", "charts/boxoffice", KUBE, "--set", set]);
         assert!(!ok, "--set {set} was accepted");
@@ -209,6 +227,10 @@ fn of_kind<'a>(objects: &'a [serde_yaml::Value], kind: &str) -> Vec<&'a serde_ya
 }
 
 fn operator_env(objects: &[serde_yaml::Value], name: &str) -> String {
+    operator_env_opt(objects, name).unwrap_or_else(|| panic!("no {name}"))
+}
+
+fn operator_env_opt(objects: &[serde_yaml::Value], name: &str) -> Option<String> {
     let d = of_kind(objects, "Deployment")
         .into_iter()
         .find(|d| d["metadata"]["name"] == "bo-boxoffice")
@@ -219,8 +241,67 @@ fn operator_env(objects: &[serde_yaml::Value], name: &str) -> String {
     env.iter()
         .find(|e| e["name"] == name)
         .and_then(|e| e["value"].as_str())
-        .unwrap_or_else(|| panic!("no {name}"))
-        .to_string()
+        .map(String::from)
+}
+
+#[test]
+fn event_sinks_reach_the_operator_which_parses_them() {
+    use boxoffice_operator::events::{DefaultWebhook, parse_brokers, parse_webhooks};
+    let defaults = render(&[]);
+    assert_eq!(operator_env(&defaults, "BOXOFFICE_EVENTS_WEBHOOKS"), "[]");
+    assert_eq!(
+        operator_env(&defaults, "BOXOFFICE_EVENTS_KAFKA_BROKERS"),
+        ""
+    );
+    assert_eq!(
+        operator_env(&defaults, "BOXOFFICE_EVENTS_KAFKA_TOPIC"),
+        "boxoffice.bookings"
+    );
+    for unset in [
+        "BOXOFFICE_EVENTS_KAFKA_TIMEOUT",
+        "BOXOFFICE_EVENTS_RETRY_WINDOW",
+    ] {
+        assert_eq!(operator_env_opt(&defaults, unset), None, "{unset}");
+    }
+    let set = render(&[
+        "events.webhooks[0].url=https://audit.example/hooks/boxoffice",
+        "events.webhooks[0].secretName=audit-webhook",
+        "events.webhooks[0].secretKey=whsec",
+        "events.webhooks[1].url=http://crm.crm.svc:8080/in",
+        "events.webhooks[1].secretName=crm-webhook",
+        "events.webhooks[1].secretKey=signing",
+        "events.kafka.brokers={kafka-0.kafka:9092,kafka-1.kafka:9092}",
+        "events.kafka.topic=tickets.bookings",
+        "events.kafka.timeoutSeconds=15",
+        "events.retryWindowSeconds=600",
+    ]);
+    let hooks = parse_webhooks(&operator_env(&set, "BOXOFFICE_EVENTS_WEBHOOKS")).expect("parses");
+    let webhook = |url: &str, secret_name: &str, secret_key: &str| DefaultWebhook {
+        url: url.into(),
+        secret_name: secret_name.into(),
+        secret_key: secret_key.into(),
+    };
+    assert_eq!(
+        hooks.0,
+        [
+            webhook(
+                "https://audit.example/hooks/boxoffice",
+                "audit-webhook",
+                "whsec"
+            ),
+            webhook("http://crm.crm.svc:8080/in", "crm-webhook", "signing"),
+        ]
+    );
+    let brokers =
+        parse_brokers(&operator_env(&set, "BOXOFFICE_EVENTS_KAFKA_BROKERS")).expect("parses");
+    assert_eq!(brokers.0, ["kafka-0.kafka:9092", "kafka-1.kafka:9092"]);
+    for (name, value) in [
+        ("BOXOFFICE_EVENTS_KAFKA_TOPIC", "tickets.bookings"),
+        ("BOXOFFICE_EVENTS_KAFKA_TIMEOUT", "15"),
+        ("BOXOFFICE_EVENTS_RETRY_WINDOW", "600"),
+    ] {
+        assert_eq!(operator_env(&set, name), value, "{name}");
+    }
 }
 
 #[test]

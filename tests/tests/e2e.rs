@@ -3,9 +3,10 @@
 //! `kubectl apply` a Show, book through the Show's Service (resolved from its
 //! EndpointSlices) with live SSE, delete the leader pod, roll the shards with a changed
 //! seating, `helm upgrade`, `helm uninstall`: no seat sold twice, no acknowledged
-//! booking lost.
+//! booking lost, and every acknowledged booking's event delivered, signed, to the
+//! Show's own webhook and to the chart's default webhook, each with its own Secret.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use boxoffice_crds::Show;
 use boxoffice_e2e::pods::{Images, PodRunner, resolve_service};
 use boxoffice_e2e::shard::{TEST_JWT_SECRET, confirm_until_answered, shard_binary, strings};
 use boxoffice_e2e::tools::repo_root;
+use boxoffice_e2e::webhook::{Receiver, new_key, whsec};
 use boxoffice_e2e::{ControlPlane, EtcdOptions, EtcdServer, PostgresServer, token, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -71,6 +73,14 @@ async fn shard_pods(client: &Client) -> Vec<Pod> {
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
         .collect()
+}
+
+/// The club with its own webhook, signed with the key in Secret `club-webhook`.
+fn with_webhook(club: &str, url: &str) -> String {
+    format!(
+        "{club}  events:\n    webhooks:\n      - url: {url}\n        \
+         secretRef: {{name: club-webhook, key: whsec}}\n"
+    )
 }
 
 /// What the booking client saw.
@@ -197,14 +207,23 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
         )
     };
 
+    // Two webhook endpoints, each verifying with its own key: the Show's own and the
+    // chart's default for every Show.
+    let (show_key, default_key) = (new_key(), new_key());
+    let show_hook = Receiver::start(&show_key).await;
+    let default_hook = Receiver::start(&default_key).await;
+
     // Namespaces and the shards' Secrets (the chart points shards at them by name).
     for ns in [SYSTEM, SHOWS] {
         let (ok, _, err) = plane.kubectl_run(&["create", "namespace", ns]).unwrap();
         assert!(ok, "{err}");
     }
+    let (show_secret, default_secret) = (whsec(&show_key), whsec(&default_key));
     for (name, key, value) in [
         ("boxoffice-database", "url", db_url.as_str()),
         ("boxoffice-jwt", "secret", TEST_JWT_SECRET),
+        ("club-webhook", "whsec", show_secret.as_str()),
+        ("boxoffice-events", "whsec", default_secret.as_str()),
     ] {
         let (ok, _, err) = plane
             .kubectl_run(&[
@@ -222,6 +241,11 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
 
     // helm install: the operator runs as a pod under the chart's ServiceAccount.
     let etcd_values = format!("shard.etcdEndpoints={{{}}}", etcd.endpoint());
+    let default_webhook = format!(
+        "events.webhooks[0].url={},events.webhooks[0].secretName=boxoffice-events,\
+         events.webhooks[0].secretKey=whsec",
+        default_hook.url
+    );
     let install = [
         "install",
         "boxoffice",
@@ -240,6 +264,8 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
         "statusIntervalSeconds=2",
         "--set",
         "logFormat=text",
+        "--set",
+        &default_webhook,
         "--wait",
         "--timeout",
         "3m",
@@ -267,10 +293,14 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
     assert!(ok, "{}", fail(&format!("helm test: {out}")));
     assert!(out.contains("Succeeded"), "helm test: {out}");
 
-    // kubectl apply a Show: shard pods run, one leads, Ready with counts.
-    let club = repo_root().join("examples/shows/club.yaml");
+    // kubectl apply a Show with its own webhook: shard pods run, one leads, Ready with
+    // counts.
+    let club = std::fs::read_to_string(repo_root().join("examples/shows/club.yaml")).unwrap();
     let (ok, _, err) = plane
-        .kubectl_run(&["apply", "-n", SHOWS, "-f", club.to_str().unwrap()])
+        .kubectl_stdin(
+            &["apply", "-n", SHOWS, "-f", "-"],
+            &with_webhook(&club, &show_hook.url),
+        )
         .unwrap();
     assert!(ok, "{err}");
     let c = client.clone();
@@ -339,9 +369,10 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
     assert!(sse, "no seat event over SSE: {text}");
 
     // A bigger room: a changed seating rolls the shards while clients book.
-    let bigger = std::fs::read_to_string(&club)
-        .unwrap()
-        .replace("names: \"A-D\"", "names: \"A-Z\"");
+    let bigger = with_webhook(
+        &club.replace("names: \"A-D\"", "names: \"A-Z\""),
+        &show_hook.url,
+    );
     assert!(bigger.contains("A-Z"));
     let (ok, _, err) = plane
         .kubectl_stdin(&["apply", "-n", SHOWS, "-f", "-"], &bigger)
@@ -465,6 +496,49 @@ async fn helm_install_book_fail_over_roll_upgrade_uninstall() {
     assert_eq!(
         distinct.len(),
         acknowledged.iter().map(|(_, s)| s.len()).sum::<usize>()
+    );
+
+    // Every acknowledged booking's confirmed event reached both webhooks, across the
+    // rollout and the failover, each delivery signed with that webhook's own Secret.
+    let references: HashSet<String> = acknowledged.iter().map(|(r, _)| r.clone()).collect();
+    for hook in [&show_hook, &default_hook] {
+        hook.wait_for_confirmed(&references, Duration::from_secs(60))
+            .await;
+        let all = hook.deliveries();
+        assert!(
+            all.iter().all(|d| d.status == 204),
+            "a delivery to {} did not verify: {:?}",
+            hook.url,
+            all.iter().find(|d| d.status != 204)
+        );
+        assert!(
+            all.iter()
+                .all(|d| d.event()["source"] == "/boxoffice/shows/club-night"),
+            "{}",
+            hook.url
+        );
+    }
+    // The check can fail: the Show's delivery at the default endpoint (the other key)
+    // and a changed body are refused. (The latest delivery: its timestamp is well within
+    // the receiver's tolerance, so a refusal is the signature's.)
+    let sample = show_hook.accepted().last().cloned().expect("a delivery");
+    assert_eq!(
+        default_hook.send(&sample).await,
+        401,
+        "another key's signature"
+    );
+    let mut tampered = sample.clone();
+    tampered.body = String::from_utf8_lossy(&sample.body)
+        .replacen("club-night", "club-nighT", 1)
+        .into_bytes()
+        .into();
+    assert_ne!(tampered.body, sample.body);
+    assert_eq!(show_hook.send(&tampered).await, 401, "a changed body");
+    assert_eq!(show_hook.send(&sample).await, 204, "the delivery as sent");
+    println!(
+        "e2e: {} and {} deliveries at the Show's and the default webhook",
+        show_hook.deliveries().len(),
+        default_hook.deliveries().len()
     );
 
     // helm upgrade with a changed value rolls the operator.

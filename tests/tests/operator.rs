@@ -1,8 +1,8 @@
 //! The operator against a real control plane: owned objects, status from a real shard
-//! leader, rollouts on seating changes, self-healing, Degraded on a missing Secret, the
-//! finalizer closing sales while bookings stay, Shows refused for images and etcd
-//! endpoints the operator does not allow, and the chart's RBAC (cluster-wide, and per
-//! namespace with watchNamespaces).
+//! leader, rollouts on seating changes, self-healing, Degraded on a missing Secret (the
+//! database's, a webhook's), the finalizer closing sales while bookings stay, Shows
+//! refused for images and etcd endpoints the operator does not allow, and the chart's
+//! RBAC (cluster-wide, and per namespace with watchNamespaces).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -527,6 +527,70 @@ async fn a_missing_secret_is_degraded_until_it_appears() {
 
     create_secrets(&f.client, &f.ns, &f.db_url).await;
     wait_show(&f, "club-night", "Degraded cleared", |s| {
+        let c = condition(s, "Degraded")?;
+        (c.0 == "False").then_some(())
+    })
+    .await;
+
+    // A Show whose webhook's signing Secret is not there: Degraded naming it, with an
+    // Event, until it appears (its pods would wait for the volume, never crash-loop
+    // silently). Another Show, as the Recorder folds a repeated reason for one object
+    // into the first Event's series, keeping that Event's note.
+    let club = std::fs::read_to_string(repo_root().join("examples/shows/club.yaml")).unwrap();
+    let mut hooked: Show = serde_yaml::from_str(&club).expect("club");
+    hooked.metadata.name = Some("club-hooked".into());
+    hooked.spec.events = Some(boxoffice_crds::EventSinks {
+        webhooks: vec![boxoffice_crds::WebhookSink {
+            url: "https://hooks.example/club".into(),
+            secret_ref: boxoffice_crds::SecretKeyRef {
+                name: "club-hooks".into(),
+                key: "whsec".into(),
+            },
+        }],
+        kafka: None,
+    });
+    Api::<Show>::namespaced(f.client.clone(), &f.ns)
+        .create(&PostParams::default(), &hooked)
+        .await
+        .expect("create");
+    let (_, reason, message) = wait_show(&f, "club-hooked", "Degraded by the webhook", |s| {
+        let c = condition(s, "Degraded")?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "SecretMissing");
+    let missing = "Secret op-secret/club-hooks (signing secret of webhook https://hooks.example/club) not found";
+    assert_eq!(message, missing);
+    let note = wait_warning(&f.client, &f.ns, "club-hooked", "SecretMissing").await;
+    assert_eq!(note, missing);
+    let d: Deployment = get(&f.client, &f.ns, "club-hooked-shard")
+        .await
+        .expect("deployment");
+    let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
+    assert!(
+        pod.volumes.iter().flatten().any(|v| v
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref())
+            == Some("club-hooks")),
+        "the webhook's Secret is mounted"
+    );
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("club-hooks".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "whsec".to_string(),
+            ByteString(b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_vec()),
+        )])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(f.client.clone(), &f.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    wait_show(&f, "club-hooked", "Degraded cleared", |s| {
         let c = condition(s, "Degraded")?;
         (c.0 == "False").then_some(())
     })

@@ -244,6 +244,74 @@ fn cases() -> Vec<Case> {
             mutate: |v| v["spec"]["payments"] = json!({"mode": "iou"}),
             expect: &["spec.payments.mode"],
         },
+        Case {
+            what: "ftp webhook",
+            mutate: |v| {
+                v["spec"]["events"] = json!({"webhooks": [
+                    {"url": "ftp://mail.example.com/in", "secretRef": {"name": "h", "key": "k"}}
+                ]})
+            },
+            expect: &[
+                "spec.events.webhooks[0].url",
+                "must be an http or https URL with a host",
+            ],
+        },
+        Case {
+            what: "webhook URL that is no URL",
+            mutate: |v| {
+                v["spec"]["events"] = json!({"webhooks": [
+                    {"url": "http://[::1/in", "secretRef": {"name": "h", "key": "k"}}
+                ]})
+            },
+            expect: &[
+                "spec.events.webhooks[0].url",
+                "must be an http or https URL with a host",
+            ],
+        },
+        Case {
+            what: "webhook URL with credentials",
+            mutate: |v| {
+                v["spec"]["events"] = json!({"webhooks": [
+                    {"url": "https://user:pw@mail.example.com/in", "secretRef": {"name": "h", "key": "k"}}
+                ]})
+            },
+            expect: &["spec.events.webhooks[0].url"],
+        },
+        Case {
+            what: "webhook without its secret",
+            mutate: |v| {
+                v["spec"]["events"] = json!({"webhooks": [{"url": "https://mail.example.com/in"}]})
+            },
+            expect: &["spec.events.webhooks[0].secretRef", "Required value"],
+        },
+        Case {
+            what: "the same webhook twice",
+            mutate: |v| {
+                let hook = json!({"url": "https://mail.example.com/in", "secretRef": {"name": "h", "key": "k"}});
+                v["spec"]["events"] = json!({"webhooks": [hook.clone(), hook]})
+            },
+            expect: &["spec.events.webhooks[1]", "Duplicate value"],
+        },
+        Case {
+            what: "nine webhooks",
+            mutate: |v| {
+                let hooks: Vec<Value> = (0..9)
+                    .map(|i| json!({"url": format!("https://mail.example.com/{i}"), "secretRef": {"name": "h", "key": "k"}}))
+                    .collect();
+                v["spec"]["events"] = json!({"webhooks": hooks})
+            },
+            expect: &["spec.events.webhooks", "must have at most 8 items"],
+        },
+        Case {
+            what: "Kafka topic ..",
+            mutate: |v| v["spec"]["events"] = json!({"kafka": {"topic": ".."}}),
+            expect: &["spec.events.kafka.topic", "may not be . or .."],
+        },
+        Case {
+            what: "Kafka topic with a slash",
+            mutate: |v| v["spec"]["events"] = json!({"kafka": {"topic": "a/b"}}),
+            expect: &["spec.events.kafka.topic"],
+        },
     ]
 }
 
@@ -312,11 +380,25 @@ async fn a_valid_variant_is_accepted() {
         "providerSecretRef": {"name": "club-payments", "key": "whsec"},
         "window": "10m", "tolerance": "2m"
     });
+    show["spec"]["events"] = json!({
+        "webhooks": [
+            {"url": "https://mail.example.com/hooks/boxoffice", "secretRef": {"name": "club-hooks", "key": "whsec"}},
+            {"url": "http://10.0.0.5:8080/in?show=club", "secretRef": {"name": "crm", "key": "whsec"}}
+        ],
+        "kafka": {"topic": "club.bookings_v1"}
+    });
     let yaml = serde_yaml::to_string(&show).expect("yaml");
     let (ok, _, err) = plane
         .kubectl_stdin(&["apply", "-n", "valid", "-f", "-"], &yaml)
         .expect("kubectl");
     assert!(ok, "valid variant rejected: {err}");
+    let (ok, out, err) = plane
+        .kubectl_run(&["get", "show", "variant", "-n", "valid", "-o", "json"])
+        .expect("kubectl");
+    assert!(ok, "{err}");
+    let stored: Value = serde_json::from_str(&out).expect("json");
+    // A Show that names a topic stays on the operator's Kafka sink unless it says not.
+    assert_eq!(stored["spec"]["events"]["kafka"]["enabled"], true);
 
     let mut ga_only = club();
     ga_only["metadata"]["name"] = json!("ga-only");

@@ -73,6 +73,38 @@ impl WebhookSecret {
     }
 }
 
+/// Pairs each webhook URL with its secret file, as `--events-webhook-urls` and
+/// `--events-webhook-secret-file` are given: one file signs for every URL; N files for
+/// N URLs go one per URL, in order; any other count is an error (a guess would sign an
+/// endpoint's events with another endpoint's key). Empty items, as an empty env var
+/// gives, are no items.
+pub fn pair_secrets<'a, F: AsRef<std::path::Path>>(
+    urls: &'a [String],
+    files: &'a [F],
+) -> anyhow::Result<Vec<(&'a str, &'a F)>> {
+    let urls: Vec<&str> = urls
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+        .collect();
+    let files: Vec<&F> = files
+        .iter()
+        .filter(|f| !f.as_ref().as_os_str().is_empty())
+        .collect();
+    match (urls.len(), files.len()) {
+        (0, _) => Ok(Vec::new()),
+        (_, 0) => anyhow::bail!(
+            "webhook URLs are set: set --events-webhook-secret-file (BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE)"
+        ),
+        (_, 1) => Ok(urls.into_iter().map(|u| (u, files[0])).collect()),
+        (n, m) if n == m => Ok(urls.into_iter().zip(files).collect()),
+        (n, m) => anyhow::bail!(
+            "{m} webhook secret files for {n} webhook URLs: give one file for every URL, \
+             or one per URL in the order of --events-webhook-urls (BOXOFFICE_EVENTS_WEBHOOK_URLS)"
+        ),
+    }
+}
+
 /// A webhook endpoint.
 pub struct Webhook {
     name: String,
@@ -83,21 +115,15 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(url: &str, secret: WebhookSecret, timeout: Duration) -> anyhow::Result<Self> {
-        let parsed = reqwest::Url::parse(url)?;
-        anyhow::ensure!(
-            matches!(parsed.scheme(), "http" | "https"),
-            "a webhook URL is http or https"
-        );
+        // The cursor's name: the endpoint without scheme, credentials or query (the
+        // operator checks a Show's webhooks against the same rule).
+        let endpoint = boxoffice_crds::events::webhook_endpoint(url)
+            .ok_or_else(|| anyhow::anyhow!("a webhook URL is http or https with a host"))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        // The cursor's name: the endpoint without credentials or query.
-        let name = format!(
-            "webhook:{}{}",
-            parsed.host_str().unwrap_or(""),
-            parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
-        ) + parsed.path();
+        let name = format!("webhook:{endpoint}");
         Ok(Self {
             name,
             url: url.to_string(),
@@ -143,6 +169,72 @@ impl Sink for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_secret_file_signs_for_every_url_and_n_files_go_one_per_url() {
+        let urls: Vec<String> = ["https://a/h", "https://b/h", "https://c/h"]
+            .map(String::from)
+            .to_vec();
+        let one = ["/s/all"];
+        assert_eq!(
+            pair_secrets(&urls, &one).expect("one file"),
+            [
+                ("https://a/h", &"/s/all"),
+                ("https://b/h", &"/s/all"),
+                ("https://c/h", &"/s/all")
+            ]
+        );
+        let three = ["/s/a", "/s/b", "/s/c"];
+        assert_eq!(
+            pair_secrets(&urls, &three).expect("one per URL"),
+            [
+                ("https://a/h", &"/s/a"),
+                ("https://b/h", &"/s/b"),
+                ("https://c/h", &"/s/c")
+            ]
+        );
+        // Empty items (an empty env var, a trailing comma) are no items.
+        let urls_with_blank: Vec<String> = vec!["https://a/h".into(), " ".into()];
+        assert_eq!(
+            pair_secrets(&urls_with_blank, &["/s/a", ""]).expect("blank items"),
+            [("https://a/h", &"/s/a")]
+        );
+        assert!(
+            pair_secrets::<&str>(&[], &[])
+                .expect("no webhooks")
+                .is_empty()
+        );
+        assert!(
+            pair_secrets(&[], &["/s/a"])
+                .expect("a file, no URLs")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn any_other_count_of_secret_files_is_an_error_naming_both_counts() {
+        let urls: Vec<String> = ["https://a/h", "https://b/h", "https://c/h"]
+            .map(String::from)
+            .to_vec();
+        let err = pair_secrets(&urls, &["/s/a", "/s/b"]).expect_err("2 for 3");
+        assert!(
+            err.to_string()
+                .contains("2 webhook secret files for 3 webhook URLs"),
+            "{err}"
+        );
+        let err = pair_secrets(&urls[..2], &["/s/a", "/s/b", "/s/c"]).expect_err("3 for 2");
+        assert!(
+            err.to_string()
+                .contains("3 webhook secret files for 2 webhook URLs"),
+            "{err}"
+        );
+        let err = pair_secrets::<&str>(&urls, &[]).expect_err("none");
+        assert!(
+            err.to_string()
+                .contains("BOXOFFICE_EVENTS_WEBHOOK_SECRET_FILE"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn signs_and_verifies_like_standard_webhooks() {

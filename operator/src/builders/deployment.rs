@@ -54,7 +54,7 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-pub(super) fn env(name: &str, value: impl Into<String>) -> EnvVar {
+pub(crate) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -307,6 +307,7 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
     };
     mount_transport_files(&mut deployment, config);
     crate::payments::mount_payment_secret(&mut deployment, show);
+    crate::events::mount_event_sinks(&mut deployment, show, config);
     deployment
 }
 
@@ -318,4 +319,42 @@ pub fn shard_volumes_and_container(
     let pod = deployment.spec.as_mut()?.template.spec.as_mut()?;
     let container = pod.containers.iter_mut().find(|c| c.name == "shard")?;
     Some((&mut pod.volumes, container))
+}
+
+/// Mounts one key of a Secret read-only as `<dir>/<file>` in the shard container: a
+/// Secret volume named `volume` with only that key (whatever else the Secret holds),
+/// mode 0440 for the pod's `fsGroup`; a file, never an env var.
+pub fn mount_secret_key(
+    deployment: &mut Deployment,
+    volume: &str,
+    secret: &SecretKeyRef,
+    dir: &str,
+    file: &str,
+) {
+    let Some((volumes, container)) = shard_volumes_and_container(deployment) else {
+        return;
+    };
+    volumes.get_or_insert_default().push(Volume {
+        name: volume.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: secret.key.clone(),
+                path: file.into(),
+                ..Default::default()
+            }]),
+            default_mode: Some(0o440),
+            optional: Some(false),
+        }),
+        ..Default::default()
+    });
+    container
+        .volume_mounts
+        .get_or_insert_default()
+        .push(VolumeMount {
+            name: volume.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
 }

@@ -13,7 +13,10 @@ mod tests;
 mod transport;
 
 pub use configmap::{config_hash, config_map, show_config};
-pub use deployment::{deployment, etcd_endpoints, secret_refs, shard_volumes_and_container};
+pub(crate) use deployment::env;
+pub use deployment::{
+    deployment, etcd_endpoints, mount_secret_key, secret_refs, shard_volumes_and_container,
+};
 pub use netpol::network_policy;
 pub use pdb::pdb;
 pub use route::{

@@ -164,6 +164,7 @@ async fn apply(show: Arc<Show>, ctx: Arc<Context>) -> Result<Action> {
             || [
                 RefusalReason::ImageNotAllowed,
                 RefusalReason::EtcdEndpointsNotAllowed,
+                RefusalReason::WebhookConflict,
             ]
             .iter()
             .any(|r| has_condition(&previous, "Degraded", "True", r.as_str()));

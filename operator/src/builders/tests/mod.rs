@@ -12,6 +12,7 @@ use crate::config::Config;
 use clap::Parser;
 
 mod deployment;
+mod events;
 mod netpol;
 mod route;
 mod transport;

@@ -806,7 +806,6 @@ async fn run_phase(args: &Args, shared: &Arc<Shared>, scenario: Scenario) -> Res
         "concurrency": args.concurrency,
         "rate": args.rate,
         "seconds": elapsed,
-        "generator_cpu_s": cpu_seconds,
         "cpu_us_per_attempt": cpu,
         "attempts": attempts,
         "attempts_per_s": attempts as f64 / elapsed,

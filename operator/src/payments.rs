@@ -86,20 +86,7 @@ mod tests {
                 false
             )]
         );
-        let mount = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .find(|m| m.mount_path == PAYMENT_DIR)
-            .expect("mount");
-        assert_eq!(mount.read_only, Some(true));
-        let volume = p
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == mount.name)
-            .expect("volume");
-        let secret = volume.secret.as_ref().expect("a Secret volume");
+        let secret = crate::builders::mounted_secret(&p, PAYMENT_DIR);
         assert_eq!(secret.secret_name.as_deref(), Some("arts-payments"));
         let items: Vec<(&str, &str)> = secret
             .items

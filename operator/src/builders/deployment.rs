@@ -358,3 +358,25 @@ pub fn mount_secret_key(
             ..Default::default()
         });
 }
+
+/// The Secret volume mounted at `dir` in the pod's first container (asserting the mount
+/// is read-only): what [`mount_secret_key`] made, for the builders' tests.
+#[cfg(test)]
+pub fn mounted_secret<'a>(
+    pod: &'a k8s_openapi::api::core::v1::PodSpec,
+    dir: &str,
+) -> &'a SecretVolumeSource {
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == dir)
+        .unwrap_or_else(|| panic!("no mount at {dir}"));
+    assert_eq!(mount.read_only, Some(true), "{dir} is mounted read-only");
+    pod.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.secret.as_ref())
+        .unwrap_or_else(|| panic!("no Secret volume for {dir}"))
+}

@@ -14,6 +14,8 @@ mod transport;
 
 pub use configmap::{config_hash, config_map, show_config};
 pub(crate) use deployment::env;
+#[cfg(test)]
+pub use deployment::mounted_secret;
 pub use deployment::{
     deployment, etcd_endpoints, mount_secret_key, secret_refs, shard_volumes_and_container,
 };

@@ -96,20 +96,7 @@ fn each_webhook_secret_is_a_read_only_file_with_only_its_key_defaults_first() {
     .enumerate()
     {
         let dir = format!("/var/run/secrets/boxoffice-webhooks/{i}");
-        let mount = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .find(|m| m.mount_path == dir)
-            .unwrap_or_else(|| panic!("no mount at {dir}"));
-        assert_eq!(mount.read_only, Some(true));
-        let volume = p
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == mount.name)
-            .expect("volume");
-        let s = volume.secret.as_ref().expect("a Secret volume");
+        let s = mounted_secret(&p, &dir);
         assert_eq!(s.secret_name.as_deref(), Some(secret));
         let items: Vec<(&str, &str)> = s
             .items

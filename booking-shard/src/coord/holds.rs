@@ -1,12 +1,5 @@
-//! Hold writes: the shared hold leases, and the fenced transactions that store a hold's
-//! record, move it to a later lease, and delete it.
-//!
-//! A hold is one key, `holds/<id>` → its record (seats included), on the hold's lease.
-//! There are no per-seat keys: the leader rules out conflicts in memory, and what keeps
-//! that memory exact across leader changes is the fencing (every write guarded by the
-//! leader key's create revision) and a new leader's load at a revision after its
-//! election (see docs/architecture.md, "One key per hold"). Seat locks under `seats/`
-//! are from the earlier layout: a new leader deletes any it finds.
+//! Hold writes: the shared hold leases, and the fenced transactions that lock a hold's
+//! seats with its record, move it to a later lease, check it, and delete it.
 
 use boxoffice_contract::HoldRecord;
 use etcd_client::{Compare, CompareOp, PutOptions, TxnOp};
@@ -54,27 +47,39 @@ impl Coordinator {
         }
     }
 
-    /// The put of a hold's record on `lease`.
-    fn hold_put(&self, record: &HoldRecord, lease: i64) -> TxnOp {
-        TxnOp::put(
+    /// Puts of a hold's seat locks and record, all on `lease`.
+    fn hold_puts(&self, record: &HoldRecord, lease: i64) -> Vec<TxnOp> {
+        let put = || Some(PutOptions::new().with_lease(lease));
+        let mut ops: Vec<TxnOp> = record
+            .seats
+            .iter()
+            .map(|seat| TxnOp::put(self.keys.seat(seat), record.id.clone(), put()))
+            .collect();
+        ops.push(TxnOp::put(
             self.keys.hold(&record.id),
             serde_json::to_vec(record).unwrap_or_default(),
-            Some(PutOptions::new().with_lease(lease)),
-        )
+            put(),
+        ));
+        ops
     }
 
-    /// Stores a hold's record, in one transaction guarded by the leader key and by the
-    /// hold key being absent (hold ids are random: a refusal means memory and etcd
-    /// disagree, and the leader steps down).
+    /// Locks a hold's seats and stores its record, in one transaction guarded by the
+    /// leader key and by every seat key (and the hold key) being absent.
     pub async fn create_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
-        let absent = Compare::create_revision(self.keys.hold(&record.id), CompareOp::Equal, 0);
+        let absent = |key: String| Compare::create_revision(key, CompareOp::Equal, 0);
+        let mut compares: Vec<Compare> = record
+            .seats
+            .iter()
+            .map(|s| absent(self.keys.seat(s)))
+            .collect();
+        compares.push(absent(self.keys.hold(&record.id)));
         let written = self
             .grouped(
                 epoch,
-                vec![absent],
-                vec![self.hold_put(record, lease)],
+                compares,
+                self.hold_puts(record, lease),
                 true,
-                Refusal::HoldExists,
+                Refusal::SeatTaken,
             )
             .await;
         match written {
@@ -84,8 +89,9 @@ impl Coordinator {
     }
 
     /// Settles etcd's "space exceeded" answer to a hold's write: the write that took
-    /// etcd over its quota was applied all the same (see [`is_no_space`]). A
-    /// linearizable read of the record says which: `Ok` when it holds exactly `record` (written),
+    /// etcd over its quota was applied all the same (see [`is_no_space`]). One
+    /// transaction writes the record and the seat locks together, so a linearizable
+    /// read of the record says which: `Ok` when it holds exactly `record` (written),
     /// `NoSpace` when not (nothing was written). A read that fails leaves the outcome
     /// unknown.
     async fn settle_no_space(&self, record: &HoldRecord) -> Result<()> {
@@ -104,7 +110,7 @@ impl Coordinator {
         }
     }
 
-    /// Moves a live hold's record onto a later lease, guarded by the
+    /// Moves a live hold (its record and seat locks) onto a later lease, guarded by the
     /// leader key and by the hold still existing.
     pub async fn extend_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
         let exists = Compare::create_revision(self.keys.hold(&record.id), CompareOp::Greater, 0);
@@ -112,7 +118,7 @@ impl Coordinator {
             .guarded(
                 epoch,
                 vec![exists],
-                vec![self.hold_put(record, lease)],
+                self.hold_puts(record, lease),
                 CoordError::HoldGone,
             )
             .await;
@@ -122,30 +128,37 @@ impl Coordinator {
         }
     }
 
-    /// Deletes holds' records (released, expired, or confirmed), guarded by the leader
-    /// key, within etcd's operations-per-transaction limit.
+    /// Checks, under the leader guard, that a hold is still in etcd (not expired).
+    pub async fn check_hold(&self, epoch: i64, hold_id: &str) -> Result<()> {
+        let exists = Compare::create_revision(self.keys.hold(hold_id), CompareOp::Greater, 0);
+        self.grouped(epoch, vec![exists], Vec::new(), false, Refusal::HoldGone)
+            .await
+    }
+
+    /// Deletes holds' keys (released, expired, or confirmed), guarded by the leader key.
+    /// Batched within etcd's operations-per-transaction limit, never splitting one hold
+    /// across transactions (its seats and its record go together).
     pub async fn delete_holds(&self, epoch: i64, records: &[&HoldRecord]) -> Result<()> {
-        for chunk in records.chunks(MAX_TXN_OPS) {
-            let ops = chunk
+        let mut batch: Vec<TxnOp> = Vec::new();
+        for r in records {
+            let mut ops: Vec<TxnOp> = r
+                .seats
                 .iter()
-                .map(|r| TxnOp::delete(self.keys.hold(&r.id), None))
+                .map(|seat| TxnOp::delete(self.keys.seat(seat), None))
                 .collect();
-            self.delete_batch(epoch, ops).await?;
+            ops.push(TxnOp::delete(self.keys.hold(&r.id), None));
+            if !batch.is_empty() && batch.len() + ops.len() > MAX_TXN_OPS {
+                self.delete_batch(epoch, std::mem::take(&mut batch)).await?;
+            }
+            batch.extend(ops);
+        }
+        if !batch.is_empty() {
+            self.delete_batch(epoch, batch).await?;
         }
         Ok(())
     }
 
-    /// Queues the delete of a confirmed hold's record and returns at once: the booking
-    /// is durable and memory has sold its seats, so nothing waits on it. It shares the
-    /// next group-committed transaction; if it fails, the record expires with its lease
-    /// and a new leader skips it (PostgreSQL has its booking).
-    pub fn forget_hold(&self, epoch: i64, record: &HoldRecord) {
-        let ops = vec![TxnOp::delete(self.keys.hold(&record.id), None)];
-        self.queue(epoch, Vec::new(), ops, false, Refusal::HoldGone);
-    }
-
-    /// Deletes seat locks by seat id (the earlier layout's, found at load), guarded by
-    /// the leader key.
+    /// Deletes seat locks by seat id (orphans found at load), guarded by the leader key.
     pub async fn delete_seat_locks(&self, epoch: i64, seats: &[String]) -> Result<()> {
         for chunk in seats.chunks(MAX_TXN_OPS) {
             let ops = chunk

@@ -1,9 +1,9 @@
 //! Confirming holds into bookings, cancelling and checking in: the engine decides,
-//! PostgreSQL persists (fenced), then the hold's etcd record goes off the answer's path.
+//! etcd checks the hold, PostgreSQL persists (fenced).
 
 use tracing::{error, warn};
 
-use super::{DB_TIMEOUT, Leadership, Result, Shard, ShardError, bump};
+use super::{DB_TIMEOUT, Leadership, Result, Shard, ShardError, bump, failure};
 use crate::engine::{BookingState, ConfirmDecision, Confirmer, Now};
 
 /// Who a confirm's audit row names, and why.
@@ -71,6 +71,10 @@ impl Shard {
         if let Some(from) = audit.from {
             new.audit.from = from;
         }
+        if let Err(e) = self.coord.check_hold(l.epoch, hold_id).await {
+            let reaction = self.engine(&l).confirm_check_failed(hold_id, failure(&e));
+            return Err(self.react(&l, reaction).await);
+        }
         self.fault_pause().await;
         let written = tokio::time::timeout(DB_TIMEOUT, self.store.confirm(l.epoch, &new))
             .await
@@ -82,7 +86,10 @@ impl Shard {
                 if let Some(event) = event {
                     self.publish(event);
                 }
-                self.coord.forget_hold(l.epoch, &record);
+                if let Err(e) = self.coord.delete_holds(l.epoch, &[&record]).await {
+                    // The booking is durable; the locks expire with their lease.
+                    warn!(error = %e, "clearing a confirmed hold's locks failed");
+                }
                 Ok((booking, created))
             }
             Err(e) => {

@@ -1,5 +1,4 @@
-//! The model of the stores and of what a run does: etcd's hold records (and seat locks
-//! of the earlier layout),
+//! The model of the stores and of what a run does: etcd's holds and seat locks,
 //! PostgreSQL's bookings, the venue, and the steps.
 
 use std::collections::BTreeMap;
@@ -29,8 +28,6 @@ pub(crate) struct Stored {
 #[derive(Debug, Default)]
 pub(crate) struct World {
     pub holds: BTreeMap<String, HoldRecord>,
-    /// Seat locks of the earlier layout (seat → hold): only a run that starts from them
-    /// has any; a new leader must delete them.
     pub locks: BTreeMap<String, String>,
     pub bookings: Vec<Stored>,
     /// References of bookings a client was answered with.
@@ -40,17 +37,21 @@ pub(crate) struct World {
 }
 
 impl World {
-    /// etcd's hold transaction: refused only when the hold's key exists (etcd does not
-    /// look at seats: the leader's memory rules conflicts out).
     pub(crate) fn put_hold(&mut self, r: &HoldRecord) -> bool {
-        if self.holds.contains_key(&r.id) {
+        if r.seats.iter().any(|s| self.locks.contains_key(s)) {
             return false;
+        }
+        for s in &r.seats {
+            self.locks.insert(s.clone(), r.id.clone());
         }
         self.holds.insert(r.id.clone(), r.clone());
         true
     }
 
     pub(crate) fn delete_hold(&mut self, r: &HoldRecord) {
+        for s in &r.seats {
+            self.locks.remove(s);
+        }
         self.holds.remove(&r.id);
     }
 

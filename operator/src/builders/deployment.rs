@@ -283,20 +283,7 @@ pub fn deployment(show: &Show, config: &Config) -> Deployment {
                             ..Default::default()
                         },
                         // Only the JWT key of its Secret, whatever else the Secret holds.
-                        Volume {
-                            name: "jwt".into(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(jwt.name.clone()),
-                                items: Some(vec![KeyToPath {
-                                    key: jwt.key.clone(),
-                                    path: JWT_FILE.into(),
-                                    ..Default::default()
-                                }]),
-                                default_mode: Some(0o440),
-                                optional: Some(false),
-                            }),
-                            ..Default::default()
-                        },
+                        secret_key_volume("jwt", &jwt, JWT_FILE),
                     ]),
                     ..Default::default()
                 }),
@@ -321,6 +308,25 @@ pub fn shard_volumes_and_container(
     Some((&mut pod.volumes, container))
 }
 
+/// A Secret volume named `name` holding only `secret`'s key, as the file `file`
+/// (whatever else the Secret holds), mode 0440 for the pod's `fsGroup`.
+fn secret_key_volume(name: &str, secret: &SecretKeyRef, file: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: secret.key.clone(),
+                path: file.into(),
+                ..Default::default()
+            }]),
+            default_mode: Some(0o440),
+            optional: Some(false),
+        }),
+        ..Default::default()
+    }
+}
+
 /// Mounts one key of a Secret read-only as `<dir>/<file>` in the shard container: a
 /// Secret volume named `volume` with only that key (whatever else the Secret holds),
 /// mode 0440 for the pod's `fsGroup`; a file, never an env var.
@@ -334,20 +340,9 @@ pub fn mount_secret_key(
     let Some((volumes, container)) = shard_volumes_and_container(deployment) else {
         return;
     };
-    volumes.get_or_insert_default().push(Volume {
-        name: volume.into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.name.clone()),
-            items: Some(vec![KeyToPath {
-                key: secret.key.clone(),
-                path: file.into(),
-                ..Default::default()
-            }]),
-            default_mode: Some(0o440),
-            optional: Some(false),
-        }),
-        ..Default::default()
-    });
+    volumes
+        .get_or_insert_default()
+        .push(secret_key_volume(volume, secret, file));
     container
         .volume_mounts
         .get_or_insert_default()

@@ -1,5 +1,5 @@
 //! booking-shard: the per-show booking service. The elected leader owns the show's seat
-//! inventory in memory, locks seats in etcd with leased keys, and persists confirmed
+//! inventory in memory, keeps each hold as one leased record in etcd, and persists confirmed
 //! bookings to PostgreSQL.
 
 pub mod api;

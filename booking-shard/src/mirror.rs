@@ -86,7 +86,8 @@ async fn follow(
 ) -> Result<()> {
     let keys = coord.keys().clone();
     let (holds_prefix, seats_prefix) = (keys.holds_prefix(), keys.seats_prefix());
-    let (raw, revision) = coord.read_book().await?;
+    let raw = coord.read_book().await?;
+    let revision = raw.revision;
     let mut holds: BTreeMap<Vec<u8>, Vec<u8>> = raw.holds.into_iter().collect();
     let mut seats: BTreeMap<Vec<u8>, Vec<u8>> = raw.seats.into_iter().collect();
 
@@ -146,6 +147,7 @@ async fn follow(
                     let raw = RawBook {
                         holds: holds.into_iter().collect(),
                         seats: seats.into_iter().collect(),
+                        revision: current,
                     };
                     let book = coord.parse_book(raw)?;
                     let _ = answer.send(book);

@@ -1,5 +1,5 @@
 //! The contract with the operator against a real etcd: what the shard's coordinator
-//! writes (the leader record, seat locks, hold records) is read back at the keys and
+//! writes (the leader record, hold records) is read back at the keys and
 //! in the shapes `boxoffice-contract` defines, and the way the operator has read the
 //! leader record (untyped, `pod` and `address`) still finds it.
 
@@ -62,29 +62,20 @@ async fn the_operator_reads_what_the_shard_writes() {
     assert_eq!(untyped["address"], "http://10.1.2.3:8080");
     assert_eq!(LeaderInfo::from_bytes(kv.value()).ok(), Some(me));
 
-    // Seat locks and the hold record under the contract's prefixes.
+    // The hold is one record under the contract's prefix, and the show has no other
+    // keys (no seat locks: one key per hold).
     let keys = ShowKeys::new("tickets", "club");
     let prefix = GetOptions::new().with_prefix();
-    let seats = etcd
-        .get(keys.seats_prefix(), Some(prefix.clone()))
+    let all = etcd
+        .get(keys.show_prefix(), Some(prefix.clone().with_keys_only()))
         .await
-        .expect("seats");
-    let locks: Vec<(String, String)> = seats
+        .expect("show keys");
+    let names: Vec<String> = all
         .kvs()
         .iter()
-        .map(|kv| {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let seat = keys.seat_of(&key).expect("a seat key").to_string();
-            (seat, String::from_utf8_lossy(kv.value()).into_owned())
-        })
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
         .collect();
-    assert_eq!(
-        locks,
-        [
-            ("main:A:1".to_string(), "0af3".to_string()),
-            ("main:A:2".to_string(), "0af3".to_string())
-        ]
-    );
+    assert_eq!(names, [keys.hold("0af3"), keys.leader()]);
     let holds = etcd
         .get(keys.holds_prefix(), Some(prefix))
         .await

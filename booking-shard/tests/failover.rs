@@ -384,7 +384,7 @@ async fn a_new_leader_loads_a_book_bigger_than_one_grpc_message() {
     );
 }
 
-/// A standby follows the book in etcd (holds, seat locks, and their removal on confirm,
+/// A standby follows the book in etcd (hold records, and their removal on confirm,
 /// release and cancel); when it takes over it loads from that copy instead of reading
 /// etcd, and the copy is exact: the counts are the old leader's, and a hold taken
 /// before the handover confirms through the new leader.

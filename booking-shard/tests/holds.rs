@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use boxoffice_e2e::wait_for;
 use common::{Cluster, show_yaml};
 use futures::StreamExt;
 use rand::seq::IndexedRandom;
@@ -34,12 +35,12 @@ fn spawn_count_checker(
     })
 }
 
-/// Seat locks of the race show in etcd.
-async fn lock_count(etcd: &mut etcd_client::Client) -> i64 {
+/// Keys of the race show in etcd under `prefix` (`holds/`, `seats/`).
+async fn key_count(etcd: &mut etcd_client::Client, prefix: &str) -> i64 {
     let options = etcd_client::GetOptions::new()
         .with_prefix()
         .with_count_only();
-    etcd.get("/boxoffice/tests/race/seats/", Some(options))
+    etcd.get(format!("/boxoffice/tests/race/{prefix}"), Some(options))
         .await
         .expect("etcd get")
         .count()
@@ -114,12 +115,12 @@ async fn three_hundred_clients_race_for_fifty_seats() {
     assert_eq!(counts["inventory"]["held"], 50);
     assert_eq!(counts["inventory"]["available"], 0);
 
-    // The locks are in etcd, one per seat.
+    // The holds are in etcd, one key each, and nothing per seat.
     let mut etcd = etcd_client::Client::connect([cluster.etcd.endpoint()], None)
         .await
         .expect("etcd");
-    let locks = lock_count(&mut etcd).await;
-    assert_eq!(locks, 50);
+    assert_eq!(key_count(&mut etcd, "holds/").await, holds.len() as i64);
+    assert_eq!(key_count(&mut etcd, "seats/").await, 0);
 
     // Confirm everything, concurrently.
     let holds_confirmed = holds.len();
@@ -191,9 +192,17 @@ async fn three_hundred_clients_race_for_fifty_seats() {
         line("boxoffice_hold_conflicts_total ") > 0.0,
         "the race had conflicts"
     );
-    // Confirmed holds' locks are cleared.
-    let locks = lock_count(&mut etcd).await;
-    assert_eq!(locks, 0);
+    // Confirmed holds' records are cleared (off the answer's path: soon after).
+    wait_for(
+        "confirmed holds' records to go",
+        Duration::from_secs(10),
+        || {
+            let mut etcd = etcd.clone();
+            async move { Ok((key_count(&mut etcd, "holds/").await == 0).then_some(())) }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,9 +337,10 @@ async fn expired_holds_return_seats_and_tell_subscribers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_leader_clears_seat_locks_without_a_hold() {
+async fn a_new_leader_clears_seat_locks_of_the_earlier_layout() {
     let mut cluster = Cluster::start(&show_yaml("orphans", 1, 5, None, 4, None), 1, 2, None).await;
-    // A lock whose hold record is gone (an interrupted delete), with no lease.
+    // A seat lock as the earlier layout wrote them (a key per held seat), with no
+    // lease and no hold: nothing may refuse a hold because of it, and it goes.
     let mut etcd = etcd_client::Client::connect([cluster.etcd.endpoint()], None)
         .await
         .expect("etcd");
@@ -353,8 +363,16 @@ async fn a_new_leader_clears_seat_locks_without_a_hold() {
         .get("/boxoffice/tests/orphans/seats/main:A:1", None)
         .await
         .expect("get");
-    assert_eq!(
-        lock.kvs()[0].value(),
-        body["id"].as_str().expect("id").as_bytes()
-    );
+    assert!(lock.kvs().is_empty(), "the new leader deleted the old lock");
+    let record = etcd
+        .get(
+            format!(
+                "/boxoffice/tests/orphans/holds/{}",
+                body["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await
+        .expect("get");
+    assert_eq!(record.kvs().len(), 1, "the hold is one record");
 }

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use booking_shard::coord::HoldRecord;
 use boxoffice_e2e::{EtcdOptions, EtcdServer, PostgresServer, token, wait_for};
 use common::{Cluster, show_yaml};
 use etcd_client::{AlarmAction, AlarmType, DeleteOptions, GetOptions};
@@ -253,11 +254,12 @@ async fn a_full_etcd_pauses_holds_without_a_leader_change_until_space_is_reclaim
         "only ed's and erin's holds: {counts}"
     );
     assert_eq!(counts["inventory"]["sold"], 1, "{counts}");
-    let lock = etcd
-        .get("/boxoffice/tests/full/seats/main:B:1", None)
-        .await
-        .expect("etcd get");
-    assert!(lock.kvs().is_empty(), "a refused hold left a seat lock");
+    assert!(
+        !seats_in_records(&mut etcd, "full")
+            .await
+            .contains(&"main:B:1".to_string()),
+        "a refused hold left a record"
+    );
     wait_seat(&cluster, 0, 4, 'A', "the released seat to be on sale").await;
     assert_eq!(seat(&cluster, leader, 0, 1).await, 'S');
     // Expiry deletes: the 10 s hold ends while etcd is full.
@@ -338,19 +340,33 @@ async fn a_full_etcd_pauses_holds_without_a_leader_change_until_space_is_reclaim
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(counts["inventory"]["sold"], 1, "{counts}");
-    let locks = etcd
+    // etcd has one record per live hold, holding exactly the held seats.
+    assert_eq!(
+        seats_in_records(&mut etcd, "full").await,
+        ["main:B:1", "main:B:2"],
+        "the records hold the held seats: {counts}"
+    );
+}
+
+/// The seats of every hold record of `show` in etcd, sorted.
+async fn seats_in_records(etcd: &mut etcd_client::Client, show: &str) -> Vec<String> {
+    let records = etcd
         .get(
-            "/boxoffice/tests/full/seats/",
-            Some(GetOptions::new().with_prefix().with_keys_only()),
+            format!("/boxoffice/tests/{show}/holds/"),
+            Some(GetOptions::new().with_prefix()),
         )
         .await
         .expect("etcd get");
-    let held_now = counts["inventory"]["held"].as_i64().unwrap_or(-1);
-    assert_eq!(
-        locks.kvs().len() as i64,
-        held_now,
-        "seat locks = held seats: {counts}"
-    );
+    let mut seats: Vec<String> = records
+        .kvs()
+        .iter()
+        .flat_map(|kv| {
+            let record: HoldRecord = serde_json::from_slice(kv.value()).expect("a hold record");
+            record.seats
+        })
+        .collect();
+    seats.sort();
+    seats
 }
 
 /// A seat map read while a hold is pending shows its seats held; when etcd then
@@ -431,11 +447,11 @@ async fn a_hold_refused_for_space_does_not_stay_in_the_cached_seat_map() {
 }
 
 /// Under the alarm, the leader's group commit may put a hold (refused: it takes
-/// space) in one transaction with deletes and checks (which take none). Those must not
-/// fail with it: expiry, releases and confirms would stop, and the leader step down.
+/// space) in one transaction with deletes (which take none). Those must not fail with
+/// it: expiry, releases and confirms' clean-up would stop, and the leader step down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grouped_deletes_and_checks_go_on_while_puts_are_refused() {
-    use booking_shard::coord::{Campaign, CoordError, Coordinator, HoldRecord, Keys, LeaderInfo};
+async fn grouped_deletes_go_on_while_puts_are_refused() {
+    use booking_shard::coord::{Campaign, CoordError, Coordinator, Keys, LeaderInfo};
 
     let server = small_etcd().await;
     let coord = Coordinator::connect(&[server.endpoint()], Keys::new("tests", "grouped"))
@@ -470,16 +486,15 @@ async fn grouped_deletes_and_checks_go_on_while_puts_are_refused() {
     let mut etcd = server.admin_client().await.expect("etcd client");
     fill(&mut etcd).await;
 
-    // Interleaved: new holds (on a lease granted before), deletes of old holds, checks.
+    // Interleaved: new holds (on a lease granted before) and deletes of old holds.
     let new: Vec<HoldRecord> = (100..140).map(record).collect();
     let mut writes = Vec::new();
     for i in 0..40 {
         let (coord, old, new) = (&coord, &old, &new);
         writes.push(Box::pin(async move {
-            match i % 3 {
+            match i % 2 {
                 0 => ("put", coord.create_hold(epoch, &new[i], lease).await),
-                1 => ("delete", coord.delete_holds(epoch, &[&old[i]]).await),
-                _ => ("check", coord.check_hold(epoch, &old[i].id).await),
+                _ => ("delete", coord.delete_holds(epoch, &[&old[i]]).await),
             }
         })
             as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>);
@@ -499,25 +514,25 @@ async fn grouped_deletes_and_checks_go_on_while_puts_are_refused() {
     }
     let book = coord.load().await.expect("load");
     let expected: Vec<String> = (0..40)
-        .filter(|i| i % 3 != 1)
+        .filter(|i| i % 2 == 0)
         .map(|i| format!("h{i:03}"))
         .collect();
     let mut ids: Vec<String> = book.holds.iter().map(|h| h.id.clone()).collect();
     ids.sort();
     assert_eq!(ids, expected, "deleted holds are gone, refused ones absent");
-    assert_eq!(book.locks.len(), expected.len());
+    assert!(book.locks.is_empty(), "one key per hold: {:?}", book.locks);
 }
 
 /// etcd applies the write that takes it over its quota and still answers "space
 /// exceeded" (its quota applier raises the alarm after applying). A hold answered
 /// `NoSpace` must therefore be checked: one answered `NoSpace` is not in etcd, one
 /// answered `Ok` is. Before the check, the leader undid holds etcd had written: their
-/// seats were sold again in memory while etcd kept the locks, and the next hold on one
-/// of them made the leader step down. Several rounds of filling and reclaiming, with
+/// seats were sold again in memory while etcd kept the hold (then with seat locks, and
+/// the next hold on one of them made the leader step down). Several rounds of filling and reclaiming, with
 /// holds racing the junk each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_answered_out_of_space_was_not_written() {
-    use booking_shard::coord::{Campaign, CoordError, Coordinator, HoldRecord, Keys, LeaderInfo};
+    use booking_shard::coord::{Campaign, CoordError, Coordinator, Keys, LeaderInfo};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -605,12 +620,6 @@ async fn a_hold_answered_out_of_space_was_not_written() {
         )
         .await
         .expect("delete holds");
-        etcd.delete(
-            keys.seats_prefix(),
-            Some(DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .expect("delete locks");
         let revision = etcd
             .get("x", None)
             .await

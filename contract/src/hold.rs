@@ -1,6 +1,6 @@
-//! The hold record stored at `holds/<hold-id>` ([`crate::ShowKeys::hold`]), on the same
-//! lease as the hold's seat locks. A new leader (or a standby's mirror) loads the book
-//! from these records.
+//! The hold record stored at `holds/<hold-id>` ([`crate::ShowKeys::hold`]), on the
+//! hold's lease: the hold's only key. A new leader (or a standby's mirror) loads the
+//! book from these records.
 
 use serde::{Deserialize, Serialize};
 

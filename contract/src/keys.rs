@@ -3,8 +3,10 @@
 //! | key | value | lease |
 //! |---|---|---|
 //! | `leader` | [`crate::LeaderInfo`] JSON; its create revision is the leader's epoch | the leader's |
-//! | `seats/<seat-id>` | the id of the hold that locks the seat | the hold's |
-//! | `holds/<hold-id>` | [`crate::HoldRecord`] JSON | the hold's |
+//! | `holds/<hold-id>` | [`crate::HoldRecord`] JSON (its seats included) | the hold's |
+//! | `seats/<seat-id>` | the earlier layout's seat lock (a hold id); a new leader deletes any it finds | the hold's |
+//!
+//! One key per hold: nothing per seat (docs/architecture.md, "One key per hold").
 //!
 //! Seat ids (`section:row:number`) and hold ids never need escaping: names are DNS
 //! labels and hold ids hex.
@@ -30,7 +32,7 @@ impl ShowKeys {
         format!("{}leader", self.prefix)
     }
 
-    /// A seat's lock.
+    /// A seat's lock (the earlier layout's key per held seat).
     pub fn seat(&self, seat: &str) -> String {
         format!("{}seats/{seat}", self.prefix)
     }

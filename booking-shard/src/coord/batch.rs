@@ -9,14 +9,14 @@ use super::{CoordError, Coordinator, Keys, MAX_TXN_OPS, Result};
 /// Why a guarded write was refused while we still lead.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Refusal {
-    SeatTaken,
+    HoldExists,
     HoldGone,
 }
 
 impl Refusal {
     fn error(self) -> CoordError {
         match self {
-            Refusal::SeatTaken => CoordError::SeatTaken,
+            Refusal::HoldExists => CoordError::HoldExists,
             Refusal::HoldGone => CoordError::HoldGone,
         }
     }
@@ -48,6 +48,22 @@ impl Coordinator {
         takes_space: bool,
         refused: Refusal,
     ) -> Result<()> {
+        let answer = self.queue(epoch, compares, ops, takes_space, refused);
+        answer
+            .await
+            .unwrap_or_else(|_| Err(CoordError::Unavailable("the etcd writer stopped".into())))
+    }
+
+    /// Queues a guarded write for the group commit; its answer arrives on the receiver
+    /// (dropping it leaves the write to run unwatched).
+    pub(super) fn queue(
+        &self,
+        epoch: i64,
+        compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+        takes_space: bool,
+        refused: Refusal,
+    ) -> oneshot::Receiver<Result<()>> {
         let (done, answer) = oneshot::channel();
         let write = Write {
             epoch,
@@ -57,12 +73,12 @@ impl Coordinator {
             refused,
             done,
         };
-        if self.writes.send(write).is_err() {
-            return Err(CoordError::Unavailable("the etcd writer stopped".into()));
+        if let Err(mpsc::error::SendError(write)) = self.writes.send(write) {
+            let _ = write.done.send(Err(CoordError::Unavailable(
+                "the etcd writer stopped".into(),
+            )));
         }
         answer
-            .await
-            .unwrap_or_else(|_| Err(CoordError::Unavailable("the etcd writer stopped".into())))
     }
 }
 

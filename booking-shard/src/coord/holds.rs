@@ -1,5 +1,12 @@
-//! Hold writes: the shared hold leases, and the fenced transactions that lock a hold's
-//! seats with its record, move it to a later lease, check it, and delete it.
+//! Hold writes: the shared hold leases, and the fenced transactions that store a hold's
+//! record, move it to a later lease, and delete it.
+//!
+//! A hold is one key, `holds/<id>` → its record (seats included), on the hold's lease.
+//! There are no per-seat keys: the leader rules out conflicts in memory, and what keeps
+//! that memory exact across leader changes is the fencing (every write guarded by the
+//! leader key's create revision) and a new leader's load at a revision after its
+//! election (see docs/architecture.md, "One key per hold"). Seat locks under `seats/`
+//! are from the earlier layout: a new leader deletes any it finds.
 
 use boxoffice_contract::HoldRecord;
 use etcd_client::{Compare, CompareOp, PutOptions, TxnOp};
@@ -47,39 +54,27 @@ impl Coordinator {
         }
     }
 
-    /// Puts of a hold's seat locks and record, all on `lease`.
-    fn hold_puts(&self, record: &HoldRecord, lease: i64) -> Vec<TxnOp> {
-        let put = || Some(PutOptions::new().with_lease(lease));
-        let mut ops: Vec<TxnOp> = record
-            .seats
-            .iter()
-            .map(|seat| TxnOp::put(self.keys.seat(seat), record.id.clone(), put()))
-            .collect();
-        ops.push(TxnOp::put(
+    /// The put of a hold's record on `lease`.
+    fn hold_put(&self, record: &HoldRecord, lease: i64) -> TxnOp {
+        TxnOp::put(
             self.keys.hold(&record.id),
             serde_json::to_vec(record).unwrap_or_default(),
-            put(),
-        ));
-        ops
+            Some(PutOptions::new().with_lease(lease)),
+        )
     }
 
-    /// Locks a hold's seats and stores its record, in one transaction guarded by the
-    /// leader key and by every seat key (and the hold key) being absent.
+    /// Stores a hold's record, in one transaction guarded by the leader key and by the
+    /// hold key being absent (hold ids are random: a refusal means memory and etcd
+    /// disagree, and the leader steps down).
     pub async fn create_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
-        let absent = |key: String| Compare::create_revision(key, CompareOp::Equal, 0);
-        let mut compares: Vec<Compare> = record
-            .seats
-            .iter()
-            .map(|s| absent(self.keys.seat(s)))
-            .collect();
-        compares.push(absent(self.keys.hold(&record.id)));
+        let absent = Compare::create_revision(self.keys.hold(&record.id), CompareOp::Equal, 0);
         let written = self
             .grouped(
                 epoch,
-                compares,
-                self.hold_puts(record, lease),
+                vec![absent],
+                vec![self.hold_put(record, lease)],
                 true,
-                Refusal::SeatTaken,
+                Refusal::HoldExists,
             )
             .await;
         match written {
@@ -89,9 +84,8 @@ impl Coordinator {
     }
 
     /// Settles etcd's "space exceeded" answer to a hold's write: the write that took
-    /// etcd over its quota was applied all the same (see [`is_no_space`]). One
-    /// transaction writes the record and the seat locks together, so a linearizable
-    /// read of the record says which: `Ok` when it holds exactly `record` (written),
+    /// etcd over its quota was applied all the same (see [`is_no_space`]). A
+    /// linearizable read of the record says which: `Ok` when it holds exactly `record` (written),
     /// `NoSpace` when not (nothing was written). A read that fails leaves the outcome
     /// unknown.
     async fn settle_no_space(&self, record: &HoldRecord) -> Result<()> {
@@ -110,7 +104,7 @@ impl Coordinator {
         }
     }
 
-    /// Moves a live hold (its record and seat locks) onto a later lease, guarded by the
+    /// Moves a live hold's record onto a later lease, guarded by the
     /// leader key and by the hold still existing.
     pub async fn extend_hold(&self, epoch: i64, record: &HoldRecord, lease: i64) -> Result<()> {
         let exists = Compare::create_revision(self.keys.hold(&record.id), CompareOp::Greater, 0);
@@ -118,7 +112,7 @@ impl Coordinator {
             .guarded(
                 epoch,
                 vec![exists],
-                self.hold_puts(record, lease),
+                vec![self.hold_put(record, lease)],
                 CoordError::HoldGone,
             )
             .await;
@@ -128,37 +122,30 @@ impl Coordinator {
         }
     }
 
-    /// Checks, under the leader guard, that a hold is still in etcd (not expired).
-    pub async fn check_hold(&self, epoch: i64, hold_id: &str) -> Result<()> {
-        let exists = Compare::create_revision(self.keys.hold(hold_id), CompareOp::Greater, 0);
-        self.grouped(epoch, vec![exists], Vec::new(), false, Refusal::HoldGone)
-            .await
-    }
-
-    /// Deletes holds' keys (released, expired, or confirmed), guarded by the leader key.
-    /// Batched within etcd's operations-per-transaction limit, never splitting one hold
-    /// across transactions (its seats and its record go together).
+    /// Deletes holds' records (released, expired, or confirmed), guarded by the leader
+    /// key, within etcd's operations-per-transaction limit.
     pub async fn delete_holds(&self, epoch: i64, records: &[&HoldRecord]) -> Result<()> {
-        let mut batch: Vec<TxnOp> = Vec::new();
-        for r in records {
-            let mut ops: Vec<TxnOp> = r
-                .seats
+        for chunk in records.chunks(MAX_TXN_OPS) {
+            let ops = chunk
                 .iter()
-                .map(|seat| TxnOp::delete(self.keys.seat(seat), None))
+                .map(|r| TxnOp::delete(self.keys.hold(&r.id), None))
                 .collect();
-            ops.push(TxnOp::delete(self.keys.hold(&r.id), None));
-            if !batch.is_empty() && batch.len() + ops.len() > MAX_TXN_OPS {
-                self.delete_batch(epoch, std::mem::take(&mut batch)).await?;
-            }
-            batch.extend(ops);
-        }
-        if !batch.is_empty() {
-            self.delete_batch(epoch, batch).await?;
+            self.delete_batch(epoch, ops).await?;
         }
         Ok(())
     }
 
-    /// Deletes seat locks by seat id (orphans found at load), guarded by the leader key.
+    /// Queues the delete of a confirmed hold's record and returns at once: the booking
+    /// is durable and memory has sold its seats, so nothing waits on it. It shares the
+    /// next group-committed transaction; if it fails, the record expires with its lease
+    /// and a new leader skips it (PostgreSQL has its booking).
+    pub fn forget_hold(&self, epoch: i64, record: &HoldRecord) {
+        let ops = vec![TxnOp::delete(self.keys.hold(&record.id), None)];
+        self.queue(epoch, Vec::new(), ops, false, Refusal::HoldGone);
+    }
+
+    /// Deletes seat locks by seat id (the earlier layout's, found at load), guarded by
+    /// the leader key.
     pub async fn delete_seat_locks(&self, epoch: i64, seats: &[String]) -> Result<()> {
         for chunk in seats.chunks(MAX_TXN_OPS) {
             let ops = chunk

@@ -12,12 +12,12 @@ impl Coordinator {
     /// gRPC's 4 MiB message limit in one response, and a new leader that cannot load
     /// cannot lead.
     pub async fn load(&self) -> Result<StoredBook> {
-        let (raw, _) = self.read_book().await?;
+        let raw = self.read_book().await?;
         self.parse_book(raw)
     }
 
-    /// The raw hold and seat-lock pairs at one revision (returned with them).
-    pub async fn read_book(&self) -> Result<(RawBook, i64)> {
+    /// The raw hold and seat-lock pairs at one revision.
+    pub async fn read_book(&self) -> Result<RawBook> {
         // One revision for both reads, which then run side by side.
         let revision = self
             .client()
@@ -33,7 +33,11 @@ impl Coordinator {
         );
         let (holds, _) = holds?;
         let (seats, _) = seats?;
-        Ok((RawBook { holds, seats }, revision))
+        Ok(RawBook {
+            holds,
+            seats,
+            revision,
+        })
     }
 
     /// Hold records and seat locks from their raw pairs.
@@ -56,7 +60,22 @@ impl Coordinator {
                 )
             })
             .collect();
-        Ok(StoredBook { holds, locks })
+        Ok(StoredBook {
+            holds,
+            locks,
+            revision: raw.revision,
+        })
+    }
+
+    /// How many hold records etcd had at `revision`: one count-only read, to check a
+    /// standby's mirror before a new leader serves from it.
+    pub async fn hold_count_at(&self, revision: i64) -> Result<i64> {
+        let prefix = self.keys.holds_prefix();
+        let options = GetOptions::new()
+            .with_range(prefix_end(prefix.as_bytes()))
+            .with_count_only()
+            .with_revision(revision);
+        Ok(self.client().get(prefix, Some(options)).await?.count())
     }
 
     /// Every key under `prefix`, in pages of [`SCAN_PAGE`], at `revision` (0: now);

@@ -1,14 +1,14 @@
-//! etcd: leader election and seat locks, one job a file:
+//! etcd: leader election and hold records, one job a file:
 //! - [`election`]: campaigning, the leader lease, watching for a vacancy;
-//! - [`holds`]: the hold leases and the fenced hold writes (create, extend, check,
-//!   delete);
+//! - [`holds`]: the hold leases and the fenced hold writes (create, extend, delete);
 //! - [`batch`]: the group commit every fenced write goes through;
-//! - [`load`]: a new leader's paged read of holds and seat locks.
+//! - [`load`]: a new leader's paged read of the hold records (and of any seat locks
+//!   the earlier layout left).
 //!
 //! The key layout and the records are the contract with the operator
 //! ([`boxoffice_contract`]): under `/boxoffice/<namespace>/<show>/`, `leader` (its
-//! create revision is the leader's fencing epoch), `seats/<seat-id>` → hold id and
-//! `holds/<hold-id>` → [`HoldRecord`] JSON, both on the hold's lease.
+//! create revision is the leader's fencing epoch) and `holds/<hold-id>` →
+//! [`HoldRecord`] JSON on the hold's lease: one key per hold.
 //!
 //! Every write is one transaction whose first compare is "the leader key still has my
 //! create revision": a deposed leader's writes fail, whatever it believes.
@@ -37,8 +37,9 @@ pub const MAX_TXN_OPS: usize = 128;
 pub enum CoordError {
     #[error("no longer the leader (fenced by etcd)")]
     Fenced,
-    #[error("seat already locked in etcd")]
-    SeatTaken,
+    /// A hold's key existed already: memory and etcd disagree.
+    #[error("the hold is in etcd already")]
+    HoldExists,
     #[error("hold not found in etcd")]
     HoldGone,
     /// etcd's database is at its quota (the NOSPACE alarm): it refuses anything that
@@ -83,18 +84,23 @@ pub fn is_no_space(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("database space exceeded"))
 }
 
-/// Hold records and seat locks as stored in etcd: what a new leader loads.
+/// Hold records as stored in etcd, and seat locks of the earlier layout: what a new
+/// leader loads.
 #[derive(Debug, Default, PartialEq)]
 pub struct StoredBook {
     pub holds: Vec<HoldRecord>,
     /// Seat id → hold id.
     pub locks: Vec<(String, String)>,
+    /// The etcd revision the book is as of.
+    pub revision: i64,
 }
 
 /// The key/value pairs under `holds/` and `seats/`, in key order.
 pub struct RawBook {
     pub holds: Vec<(Vec<u8>, Vec<u8>)>,
     pub seats: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The etcd revision they are as of.
+    pub revision: i64,
 }
 
 /// The outcome of one campaign round.

@@ -4,8 +4,8 @@ use boxoffice_contract::HoldRecord;
 use boxoffice_crds::SeatId;
 
 use super::{
-    AuditRow, Booking, BookingAction, BookingState, Engine, Event, Failure, GeneralTickets,
-    HoldPhase, NewBooking, Now, Reaction, Result, SeatChange, ShardError,
+    AuditRow, Booking, BookingAction, BookingState, Engine, Event, GeneralTickets, HoldPhase,
+    NewBooking, Now, Reaction, Result, SeatChange, ShardError,
 };
 use crate::inventory::{Holding, Inventory, SeatIndex};
 
@@ -26,9 +26,9 @@ pub enum ConfirmDecision {
     /// No live hold by that id: it may have been confirmed already (by this or an
     /// earlier leader). Look up the hold's booking; the user's is the answer.
     LookUp,
-    /// The hold is confirming: persist [`Effect::CheckHold`], then
-    /// [`Effect::WriteBooking`] with `booking`; report [`Engine::confirmed`] or a
-    /// failure.
+    /// The hold is confirming: persist [`Effect::WriteBooking`] with `booking` (the
+    /// write's epoch check is the fence: no etcd round trip first); report
+    /// [`Engine::confirmed`] or a failure.
     Write {
         record: HoldRecord,
         booking: Box<NewBooking>,
@@ -122,23 +122,6 @@ impl Engine {
         })
     }
 
-    /// The etcd check of a confirming hold failed: nothing was written.
-    pub fn confirm_check_failed(&mut self, hold_id: &str, failure: Failure) -> Reaction {
-        match failure {
-            Failure::Fenced => {
-                Reaction::step_down(ShardError::NotLeader(None), "fenced by etcd on confirm")
-            }
-            Failure::Refused => {
-                self.set_phase(hold_id, HoldPhase::Live);
-                Reaction::answer(ShardError::Expired)
-            }
-            Failure::NoSpace | Failure::Unknown => {
-                self.set_phase(hold_id, HoldPhase::Live);
-                Reaction::answer(ShardError::Unknown)
-            }
-        }
-    }
-
     /// The booking's write failed. When its outcome is unknown the booking may exist:
     /// this leader must not put the seats back on sale on its own word, so it steps
     /// down and the next leader loads the truth (a booked hold is sold, else still
@@ -158,8 +141,9 @@ impl Engine {
         None
     }
 
-    /// The booking is written: the hold's seats are sold. Then persist
-    /// [`Effect::DeleteHolds`] for its locks (best effort: they expire with their lease).
+    /// The booking is written: the hold's seats are sold. Then delete its record, off
+    /// the answer's path (best effort: it expires with its lease, and a new leader
+    /// skips a booked hold).
     pub fn confirmed(&mut self, hold_id: &str, reference: &str) -> Option<Event> {
         let entry = self.book.remove(hold_id, true)?;
         Some(self.event(

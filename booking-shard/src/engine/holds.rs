@@ -129,17 +129,17 @@ impl Engine {
     pub fn hold_failed(&mut self, record: &HoldRecord, failure: Failure) -> Reaction {
         self.book.remove(&record.id, false);
         match failure {
-            // Memory said free but etcd has a lock: memory is stale.
+            // etcd has the hold's key already: memory is stale.
             Failure::Refused => Reaction::step_down(
                 ShardError::SeatsUnavailable(record.seats.clone()),
-                "etcd holds a lock memory did not know",
+                "etcd has a hold memory did not know",
             ),
             Failure::Fenced => {
                 Reaction::step_down(ShardError::NotLeader(None), "fenced by etcd on hold")
             }
             // etcd wrote nothing and memory is right: the leader goes on serving.
             Failure::NoSpace => Reaction::answer(ShardError::StorageFull),
-            // The locks may exist: the next leader loads what etcd really has.
+            // The record may exist: the next leader loads what etcd really has.
             Failure::Unknown => {
                 Reaction::step_down(ShardError::Unknown, "a hold's etcd write failed")
             }

@@ -14,7 +14,7 @@ use crate::inventory::{Holding, Inventory};
 pub struct Loaded {
     pub engine: Engine,
     /// Delete stale holds (expired, already confirmed, unknown seats, or in conflict
-    /// with a sale), then orphaned seat locks (their hold is not live).
+    /// with a sale), then the seat locks of the earlier layout.
     pub effects: Vec<Effect>,
 }
 
@@ -77,13 +77,11 @@ impl Engine {
             let entry = HoldEntry::new(record, holding, now.mono + remaining, HoldPhase::Live);
             book.insert(slot, entry);
         }
-        // Seat locks whose hold is not live (left by an interrupted delete): memory says
-        // the seat is free, so the lock must go or every hold on it would be refused.
-        let orphans: Vec<String> = locks
-            .into_iter()
-            .filter(|(_, hold)| !book.by_id.contains_key(hold))
-            .map(|(seat, _)| seat)
-            .collect();
+        // Seat locks are the earlier layout's (a key per held seat beside the record):
+        // nothing reads or compares them any more, so they all go. (A leader of that
+        // layout, during a rolling upgrade, would have refused a hold on a seat whose
+        // lock was left behind.)
+        let orphans: Vec<String> = locks.into_iter().map(|(seat, _)| seat).collect();
         let mut effects = Vec::new();
         if !stale.is_empty() {
             effects.push(Effect::DeleteHolds(stale, super::SeatChange::Expired));

@@ -9,15 +9,15 @@
 //!
 //! | command | refused when | effects | events |
 //! |---|---|---|---|
-//! | hold | sales closed; bad input; over per-hold or per-user limit; seats taken or area sold out | create the hold in etcd (seat locks + record, one lease) | `held` once written |
+//! | hold | sales closed; bad input; over per-hold or per-user limit; seats taken or area sold out | create the hold in etcd (its record, on a lease) | `held` once written |
 //! | hold, same Idempotency-Key | the first is still pending (conflict); another request (mismatch) | none: the first hold | none |
 //! | extend | not live (busy, expired); three TTLs reached | move the hold to a later lease | none |
 //! | release | not the user's (not found); not live (busy) | delete the hold | `released` |
 //! | expire | (deadline passed and live) | delete the holds | `expired` |
-//! | confirm | expired; not the user's; busy | check the hold in etcd, then write the booking in PostgreSQL | `sold` |
+//! | confirm | expired; not the user's; busy | write the booking in PostgreSQL (fenced); then, off the answer's path, delete the hold's record | `sold` |
 //! | confirm, no live hold | (a retry) | look up the hold's booking | none |
 //! | checkout, payment, cancel, refund, check in | see [`lifecycle`] | the booking's new state in PostgreSQL | `returned` (cancel) |
-//! | leader change | PostgreSQL has a newer epoch | delete stale holds and orphaned seat locks | none |
+//! | leader change | PostgreSQL has a newer epoch | delete stale holds, and seat locks of the earlier layout | none |
 //!
 //! Invariants (checked after every step by the property test): per section and area
 //! `available + held + sold == total`; no seat in two holds; no seat sold twice; what
@@ -95,24 +95,22 @@ pub struct Event {
 /// A write the adapters persist.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    /// etcd: lock the seats and store the record, on a lease ending at its expiry.
+    /// etcd: store the record (seats included), on a lease ending at its expiry.
     CreateHold(HoldRecord),
     /// etcd: move the hold to a lease ending at its new expiry.
     ExtendHold(HoldRecord),
-    /// etcd: the hold still exists (not expired).
-    CheckHold(String),
     /// PostgreSQL: the booking for a hold.
     WriteBooking(NewBooking),
-    /// etcd: delete the holds' seat locks and records, then report `holds_deleted`.
+    /// etcd: delete the holds' records, then report `holds_deleted`.
     DeleteHolds(Vec<HoldRecord>, SeatChange),
-    /// etcd: delete seat locks whose hold is gone.
+    /// etcd: delete seat locks (keys of the earlier layout, one per held seat).
     DeleteSeatLocks(Vec<String>),
 }
 
 /// How a write failed, as the adapters report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// A compare failed while we still lead (seat locked, hold gone).
+    /// A compare failed while we still lead (the hold exists already, or is gone).
     Refused,
     /// A newer leader exists.
     Fenced,

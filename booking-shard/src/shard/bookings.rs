@@ -1,9 +1,9 @@
 //! Confirming holds into bookings, cancelling and checking in: the engine decides,
-//! etcd checks the hold, PostgreSQL persists (fenced).
+//! PostgreSQL persists (fenced), then the hold's etcd record goes off the answer's path.
 
 use tracing::{error, warn};
 
-use super::{DB_TIMEOUT, Leadership, Result, Shard, ShardError, bump, failure};
+use super::{DB_TIMEOUT, Leadership, Result, Shard, ShardError, bump};
 use crate::engine::{BookingState, ConfirmDecision, Confirmer, Now};
 
 /// Who a confirm's audit row names, and why.
@@ -71,10 +71,6 @@ impl Shard {
         if let Some(from) = audit.from {
             new.audit.from = from;
         }
-        if let Err(e) = self.coord.check_hold(l.epoch, hold_id).await {
-            let reaction = self.engine(&l).confirm_check_failed(hold_id, failure(&e));
-            return Err(self.react(&l, reaction).await);
-        }
         self.fault_pause().await;
         let written = tokio::time::timeout(DB_TIMEOUT, self.store.confirm(l.epoch, &new))
             .await
@@ -86,10 +82,7 @@ impl Shard {
                 if let Some(event) = event {
                     self.publish(event);
                 }
-                if let Err(e) = self.coord.delete_holds(l.epoch, &[&record]).await {
-                    // The booking is durable; the locks expire with their lease.
-                    warn!(error = %e, "clearing a confirmed hold's locks failed");
-                }
+                self.coord.forget_hold(l.epoch, &record);
                 Ok((booking, created))
             }
             Err(e) => {

@@ -132,7 +132,24 @@ impl Shard {
                 Some(m) => m.book_at_least(epoch, MIRROR_WAIT).await,
                 None => None,
             };
-            let (source, stored) = match mirrored {
+            // etcd does not look at seats, so a copy that missed a record could grant
+            // its seats again: one count-only read at the copy's revision checks it.
+            let checked = match mirrored {
+                Some(book) => match self.coord.hold_count_at(book.revision).await {
+                    Ok(n) if n == book.holds.len() as i64 => Some(book),
+                    counted => {
+                        warn!(
+                            mirrored = book.holds.len(),
+                            ?counted,
+                            revision = book.revision,
+                            "the book mirror disagrees with etcd's count; reading etcd"
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            let (source, stored) = match checked {
                 Some(book) => ("mirror", book),
                 None => ("etcd", self.coord.load().await?),
             };

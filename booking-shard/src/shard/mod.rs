@@ -259,7 +259,7 @@ impl Shard {
 /// How an etcd write failed, in the engine's terms.
 fn failure(e: &CoordError) -> Failure {
     match e {
-        CoordError::SeatTaken | CoordError::HoldGone => Failure::Refused,
+        CoordError::HoldExists | CoordError::HoldGone => Failure::Refused,
         CoordError::Fenced => Failure::Fenced,
         CoordError::NoSpace => Failure::NoSpace,
         other => {

@@ -2,7 +2,7 @@
 
 use boxoffice_contract::HoldRecord;
 
-use super::super::{Booking, BookingStatus, ConfirmDecision, Failure, GeneralTickets, NewBooking};
+use super::super::{Booking, BookingStatus, ConfirmDecision, GeneralTickets, NewBooking};
 use super::{Outcome, Sim};
 
 impl Sim {
@@ -38,16 +38,6 @@ impl Sim {
         outcome: Outcome,
     ) -> Result<(), String> {
         let hold = record.id.clone();
-        if !self.world.holds.contains_key(&hold) {
-            let reaction = self.engine.confirm_check_failed(&hold, Failure::Refused);
-            self.react(reaction);
-            return Ok(());
-        }
-        if outcome == Outcome::Fenced {
-            let reaction = self.engine.confirm_check_failed(&hold, Failure::Fenced);
-            self.react(reaction);
-            return Ok(());
-        }
         let n = self.world.bookings.len();
         match outcome {
             Outcome::Ok => {
@@ -65,10 +55,17 @@ impl Sim {
                 }
             }
             // A refusal PostgreSQL answers for sure (nothing written).
-            Outcome::NoSpace | Outcome::Fenced => {
+            Outcome::NoSpace => {
                 if let Some(reaction) = self.engine.confirm_write_failed(&hold, false) {
                     self.react(reaction);
                 }
+            }
+            // A newer epoch in PostgreSQL: nothing written, and the shard steps down.
+            Outcome::Fenced => {
+                if let Some(reaction) = self.engine.confirm_write_failed(&hold, false) {
+                    self.react(reaction);
+                }
+                self.leader_change();
             }
         }
         Ok(())

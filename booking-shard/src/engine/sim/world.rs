@@ -1,4 +1,5 @@
-//! The model of the stores and of what a run does: etcd's holds and seat locks,
+//! The model of the stores and of what a run does: etcd's hold records (and seat locks
+//! of the earlier layout),
 //! PostgreSQL's bookings, the venue, and the steps.
 
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ pub(crate) struct Stored {
 #[derive(Debug, Default)]
 pub(crate) struct World {
     pub holds: BTreeMap<String, HoldRecord>,
+    /// Seat locks of the earlier layout (seat → hold): only a run that starts from them
+    /// has any; a new leader must delete them.
     pub locks: BTreeMap<String, String>,
     pub bookings: Vec<Stored>,
     /// References of bookings a client was answered with.
@@ -37,21 +40,17 @@ pub(crate) struct World {
 }
 
 impl World {
+    /// etcd's hold transaction: refused only when the hold's key exists (etcd does not
+    /// look at seats: the leader's memory rules conflicts out).
     pub(crate) fn put_hold(&mut self, r: &HoldRecord) -> bool {
-        if r.seats.iter().any(|s| self.locks.contains_key(s)) {
+        if self.holds.contains_key(&r.id) {
             return false;
-        }
-        for s in &r.seats {
-            self.locks.insert(s.clone(), r.id.clone());
         }
         self.holds.insert(r.id.clone(), r.clone());
         true
     }
 
     pub(crate) fn delete_hold(&mut self, r: &HoldRecord) {
-        for s in &r.seats {
-            self.locks.remove(s);
-        }
         self.holds.remove(&r.id);
     }
 

@@ -45,7 +45,7 @@ fn the_check_sees_counters_that_drift_from_the_seats() {
 }
 
 #[test]
-fn the_check_sees_a_double_sale_a_lost_booking_and_an_unlocked_hold() {
+fn the_check_sees_a_double_sale_a_lost_booking_and_a_seat_in_two_etcd_records() {
     let mut sim = sim_with_a_sale_and_a_hold();
     let twice = sim.world.bookings[0].clone();
     sim.world.bookings.push(twice);
@@ -54,8 +54,21 @@ fn the_check_sees_a_double_sale_a_lost_booking_and_an_unlocked_hold() {
     sim.world.bookings.clear();
     assert!(check::world(&sim.engine, &sim.world).is_err(), "lost");
     let mut sim = sim_with_a_sale_and_a_hold();
-    sim.world.locks.clear();
-    assert!(check::world(&sim.engine, &sim.world).is_err(), "unlocked");
+    let held = sim.first_hold().expect("a hold").record.id.clone();
+    sim.world.holds.remove(&held);
+    assert!(
+        check::world(&sim.engine, &sim.world).is_err(),
+        "not in etcd"
+    );
+    // A second record with the live hold's seat (what a per-seat key used to refuse).
+    let mut sim = sim_with_a_sale_and_a_hold();
+    let mut twin = sim.first_hold().expect("a hold").record.clone();
+    twin.id = "twin".into();
+    sim.world.holds.insert(twin.id.clone(), twin);
+    assert!(
+        check::world(&sim.engine, &sim.world).is_err(),
+        "in two records"
+    );
 }
 
 #[test]

@@ -18,8 +18,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The shard without its default Kafka sink (what scripts/demo.sh builds) lints too.
 cargo clippy -p booking-shard --lib --locked --no-default-features -- -D warnings
 # Binaries first: e2e tests run the shard and operator as processes. The fault
-# campaign's switches (fencing off, delayed writes) exist only with `test-switches`.
-cargo build --workspace --bins --locked --features booking-shard/test-switches
+# campaign's switches (fencing off, delayed writes) exist only with `test-switches`,
+# which the shard's dev-dependency on itself turns on in any build that includes tests:
+# `--tests` gives the binaries exactly the features `cargo test` builds them with
+# (`--features booking-shard/test-switches` next to `--workspace` is silently ignored).
+cargo build --workspace --bins --tests --locked
 cargo test --workspace --locked "$@"
 
 # The demo starts, and the README's booking API examples run as written against it

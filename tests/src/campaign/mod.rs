@@ -353,6 +353,19 @@ impl Rig {
             .await
             .context("no leader at start")?;
         if opts.broken {
+            // A binary built without `test-switches` ignores the switch and is not
+            // broken at all: the control would then prove nothing, so say so.
+            for slot in &rig.slots {
+                if let Some(p) = &slot.process {
+                    let log = std::fs::read_to_string(p.process().log_path())?;
+                    anyhow::ensure!(
+                        log.contains("fencing is OFF"),
+                        "{} did not turn fencing off: its binary lacks the test-switches \
+                         feature (build with `cargo build --workspace --bins --tests`)",
+                        slot.name
+                    );
+                }
+            }
             // The broken build also lacks the database's last line of defence.
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&rig.db_url).await?;
             sqlx::query("DROP INDEX booking_seats_confirmed_once")

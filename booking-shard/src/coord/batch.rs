@@ -49,9 +49,7 @@ impl Coordinator {
         refused: Refusal,
     ) -> Result<()> {
         let answer = self.queue(epoch, compares, ops, takes_space, refused);
-        answer
-            .await
-            .unwrap_or_else(|_| Err(CoordError::Unavailable("the etcd writer stopped".into())))
+        answer.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
 
     /// Queues a guarded write for the group commit; its answer arrives on the receiver
@@ -74,12 +72,15 @@ impl Coordinator {
             done,
         };
         if let Err(mpsc::error::SendError(write)) = self.writes.send(write) {
-            let _ = write.done.send(Err(CoordError::Unavailable(
-                "the etcd writer stopped".into(),
-            )));
+            let _ = write.done.send(Err(writer_stopped()));
         }
         answer
     }
+}
+
+/// The answer of a write the group commit will never run (its task ended).
+fn writer_stopped() -> CoordError {
+    CoordError::Unavailable("the etcd writer stopped".into())
 }
 
 pub(super) enum Guarded {
